@@ -1,0 +1,284 @@
+"""A bridge network: bridge + IPAM + one netns/veth per container + their /etc files.
+
+Typical use by the runtime (one ``BridgeNetwork`` per process is fine; all state is on disk)::
+
+    net = BridgeNetwork(config.net_dir, bridge=config.bridge_name, subnet=config.subnet)
+    att = net.attach(container_id, name="web", hostname="web", etc_dir=container_dir / "etc")
+    # runtime spec: {"type": "network", "path": att.netns_path}; bind-mount att.etc.mounts()
+    ...
+    net.detach(container_id)            # on rm (idempotent)
+    net.gc(live_container_ids)          # dockyard gc: leftovers of crashed containers
+
+Only namespaces named ``<netns_prefix><id12>`` and veths named ``<veth_prefix><id12>`` on this
+bridge are ever touched, so a second network (a test session's) never disturbs another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InvalidPortSpecError, NetworkSetupError
+from engine.net import bridge as _bridge
+from engine.net import netns as _netns
+from engine.net.etcfiles import EtcFiles, NetworkMode, write_etc_files, write_in_place
+from engine.net.hosts import HostEntry, peer_entry, render_hosts
+from engine.net.ipam import DEFAULT_SUBNET, Allocation, Ipam
+from engine.net.ports import PortMapping
+
+DEFAULT_BRIDGE = "dockyard0"
+DEFAULT_NETNS_PREFIX = "dockyard-"
+DEFAULT_VETH_PREFIX = "dy"
+NETWORK_MODES: tuple[NetworkMode, ...] = ("bridge", "host", "none")
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def parse_network_mode(text: str) -> NetworkMode:
+    """``--network`` value: bridge (default), host or none."""
+    mode = text.strip().lower() or "bridge"
+    if mode == "default":
+        mode = "bridge"
+    if mode not in NETWORK_MODES:
+        raise NetworkSetupError(f"unknown network mode {text!r} (use bridge, host or none)")
+    return mode
+
+
+def mappings_to_forward(mode: NetworkMode, mappings: Sequence[PortMapping]) -> list[PortMapping]:
+    """The mappings that need a forwarder in ``mode``: all for bridge, none for host (the container
+    already listens on the host's addresses), and an error for none when any were asked for."""
+    if mode == "none" and mappings:
+        raise InvalidPortSpecError(
+            f"cannot publish {mappings[0]}: a container with --network none has no network; "
+            "use --network bridge"
+        )
+    return list(mappings) if mode == "bridge" else []
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A container's place on a bridge network (plain strings: store it in the container record)."""
+
+    container_id: str
+    network: str
+    netns_name: str
+    netns_path: str
+    ip: str
+    prefixlen: int
+    gateway: str
+    host_veth: str
+    mac: str
+    etc: EtcFiles | None = None
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.ip}/{self.prefixlen}"
+
+    def runtime_namespace(self) -> dict[str, str]:
+        """The entry for the runtime spec's ``linux.namespaces``."""
+        return {"type": "network", "path": self.netns_path}
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "container_id": self.container_id, "network": self.network, "netns_name": self.netns_name,
+            "netns_path": self.netns_path, "ip": self.ip, "prefixlen": self.prefixlen,
+            "gateway": self.gateway, "host_veth": self.host_veth, "mac": self.mac,
+        }
+        if self.etc is not None:
+            data["etc"] = {"hosts": str(self.etc.hosts), "hostname": str(self.etc.hostname),
+                           "resolv_conf": str(self.etc.resolv_conf)}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Attachment:
+        etc = data.get("etc")
+        return cls(
+            container_id=str(data["container_id"]), network=str(data["network"]),
+            netns_name=str(data["netns_name"]), netns_path=str(data["netns_path"]), ip=str(data["ip"]),
+            prefixlen=int(data["prefixlen"]), gateway=str(data["gateway"]), host_veth=str(data["host_veth"]),
+            mac=str(data["mac"]),
+            etc=(EtcFiles(Path(etc["hosts"]), Path(etc["hostname"]), Path(etc["resolv_conf"]))
+                 if etc else None),
+        )
+
+
+@dataclass(frozen=True)
+class NetGcReport:
+    netns_removed: tuple[str, ...] = ()
+    links_removed: tuple[str, ...] = ()
+    released: tuple[str, ...] = ()  # container ids whose address was freed
+
+    @property
+    def empty(self) -> bool:
+        return not (self.netns_removed or self.links_removed or self.released)
+
+
+class BridgeNetwork:
+    """One bridge with its subnet; state (IPAM) under ``state_dir``."""
+
+    def __init__(
+        self, state_dir: Path, *, bridge: str = DEFAULT_BRIDGE, subnet: str = DEFAULT_SUBNET,
+        netns_prefix: str = DEFAULT_NETNS_PREFIX, veth_prefix: str = DEFAULT_VETH_PREFIX,
+    ) -> None:
+        self.bridge = _bridge.check_ifname(bridge)
+        if not 1 <= len(veth_prefix) <= 3:
+            raise NetworkSetupError(f"veth prefix {veth_prefix!r} must be 1-3 characters (names hold 15)")
+        _netns.check_netns_name(netns_prefix + "x")
+        self.netns_prefix = netns_prefix
+        self.veth_prefix = veth_prefix
+        self.ipam = Ipam(Path(state_dir), bridge, subnet)
+
+    @property
+    def subnet(self) -> str:
+        return str(self.ipam.subnet)
+
+    @property
+    def gateway(self) -> str:
+        return str(self.ipam.gateway)
+
+    # -- names ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_id(container_id: str) -> str:
+        if not _ID_RE.fullmatch(container_id):
+            raise NetworkSetupError(f"invalid container id {container_id!r}")
+        return container_id
+
+    def netns_name(self, container_id: str) -> str:
+        return f"{self.netns_prefix}{self._check_id(container_id)[:12]}"
+
+    def veth_name(self, container_id: str) -> str:
+        return f"{self.veth_prefix}{self._check_id(container_id)[:12]}"
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def ensure(self) -> int:
+        """Create/bring up the bridge (idempotent); returns its interface index."""
+        return _bridge.ensure_bridge(self.bridge, self.gateway, self.ipam.prefixlen)
+
+    def attach(
+        self, container_id: str, *, name: str | None = None, hostname: str | None = None,
+        etc_dir: Path | None = None, dns: Iterable[str] = (), extra_hosts: Iterable[HostEntry] = (),
+    ) -> Attachment:
+        """Give the container an address, a namespace ``<prefix><id12>`` with ``eth0`` on the bridge
+        (default route via the gateway, ``lo`` up) and, with ``etc_dir``, its /etc files; peers'
+        /etc/hosts learn its name.  A leftover namespace/veth of the same id is replaced.  On any
+        failure everything made so far is undone and NetworkSetupError is raised.
+        """
+        ns_name = self.netns_name(container_id)
+        veth = self.veth_name(container_id)
+        hostname = hostname or container_id[:12]
+        bridge_index = self.ensure()
+        self._remove_leftovers(ns_name, veth)
+        alloc = self.ipam.allocate(container_id, name=name, hostname=hostname,
+                                   etc_dir=str(etc_dir) if etc_dir is not None else None)
+        try:
+            path = _netns.create_netns(ns_name)
+            mac = _netns.mac_for(alloc.ip)
+            _netns.add_veth(veth, ns_name, bridge_index=bridge_index, mac=mac)
+            mac = _netns.configure_inside(
+                ns_name, ip=alloc.ip, prefixlen=self.ipam.prefixlen, gateway=self.gateway
+            )
+            etc: EtcFiles | None = None
+            if etc_dir is not None:
+                etc = write_etc_files(
+                    etc_dir, hostname=hostname, mode="bridge", ip=alloc.ip, name=name,
+                    peers=self._peer_entries(container_id, self.ipam.allocations()), dns=dns,
+                    extra_hosts=extra_hosts,
+                )
+            self.refresh_hosts(exclude=container_id)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._remove_leftovers(ns_name, veth)
+            with contextlib.suppress(Exception):
+                self.ipam.release(container_id)
+            raise
+        return Attachment(container_id, self.bridge, ns_name, path, alloc.ip, self.ipam.prefixlen,
+                          self.gateway, veth, mac, etc)
+
+    def detach(self, container_id: str) -> bool:
+        """Delete the container's veth and namespace and free its address (idempotent).
+
+        Returns True when anything was there to remove.
+        """
+        removed = self._remove_leftovers(self.netns_name(container_id), self.veth_name(container_id))
+        released = self.ipam.release(container_id) is not None
+        if released:
+            self.refresh_hosts()
+        return removed or released
+
+    def gc(self, live_container_ids: Iterable[str]) -> NetGcReport:
+        """Remove namespaces, veths and addresses of containers not in ``live_container_ids``.
+
+        Call it with every container that still exists (running or not): an existing stopped
+        container keeps its address.  Only this network's prefixes and bridge are considered.
+        """
+        live = set(live_container_ids)
+        live12 = {cid[:12] for cid in live}
+        netns_removed: list[str] = []
+        for ns in _netns.list_netns():
+            if ns.startswith(self.netns_prefix) and ns[len(self.netns_prefix):] not in live12:
+                with contextlib.suppress(NetworkSetupError):
+                    if _netns.remove_netns(ns):
+                        netns_removed.append(ns)
+        links_removed: list[str] = []
+        index = _bridge.bridge_index(self.bridge)
+        if index is not None:
+            for link, master in _netns.link_names(self.veth_prefix).items():
+                dead = master == index and link[len(self.veth_prefix):] not in live12
+                if dead and _bridge.delete_link(link):
+                    links_removed.append(link)
+        released = [a.container_id for a in self.ipam.release_all_except(live)]
+        if released:
+            self.refresh_hosts()
+        return NetGcReport(tuple(netns_removed), tuple(links_removed), tuple(released))
+
+    def destroy(self) -> None:
+        """Remove every attachment of this network, its bridge and its IPAM state (tests, ``network rm``)."""
+        self.gc(())
+        _bridge.delete_bridge(self.bridge)
+        for path in (self.ipam.state_file, self.ipam.lock_file):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    # -- peers ------------------------------------------------------------------------------------
+
+    def allocations(self) -> dict[str, Allocation]:
+        return self.ipam.allocations()
+
+    @staticmethod
+    def _peer_entries(container_id: str, allocs: dict[str, Allocation]) -> list[HostEntry]:
+        return [peer_entry(a.ip, a.name, a.hostname, cid) for cid, a in allocs.items() if cid != container_id]
+
+    def peers(self, container_id: str) -> list[HostEntry]:
+        """/etc/hosts entries of the other containers on this network."""
+        return self._peer_entries(container_id, self.allocations())
+
+    def refresh_hosts(self, exclude: str | None = None) -> None:
+        """Rewrite (in place) the /etc/hosts of every container on the network that has an etc_dir."""
+        with self.ipam.transaction() as state:  # serialises concurrent refreshes
+            allocs = dict(state.allocations)
+            for cid, alloc in allocs.items():
+                if cid == exclude or not alloc.etc_dir:
+                    continue
+                hosts = Path(alloc.etc_dir) / "hosts"
+                if not hosts.exists():
+                    continue
+                text = render_hosts(alloc.hostname or cid[:12], alloc.ip, name=alloc.name,
+                                    peers=self._peer_entries(cid, allocs))
+                with contextlib.suppress(NetworkSetupError):
+                    write_in_place(hosts, text)
+
+    # -- internals --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _remove_leftovers(ns_name: str, veth: str) -> bool:
+        removed = _netns.remove_netns(ns_name)
+        # With no process left in the namespace its eth0 (and so the host end) is gone already; a
+        # namespace still held by a process keeps it, so delete the host end explicitly.
+        if _netns.link_exists(veth):
+            removed = _bridge.delete_link(veth) or removed
+        return removed
