@@ -149,6 +149,7 @@ class Manifest:
         config = Descriptor.from_json(data.get("config"), "manifest config descriptor")
         layers_data = data.get("layers")
         _require(isinstance(layers_data, list), "manifest", "layers must be a list")
+        assert isinstance(layers_data, list)
         layers = tuple(Descriptor.from_json(item, "manifest layer descriptor") for item in layers_data)
         subject = Descriptor.from_json(data["subject"], "subject") if data.get("subject") else None
         return cls(raw, data, kind, config, layers, _str_map(data.get("annotations"), "manifest",
@@ -202,6 +203,7 @@ class Index:
         _require(kind in mt.INDEX_TYPES, "index", f"unexpected mediaType {kind!r}")
         items = data.get("manifests")
         _require(isinstance(items, list), "index", "manifests must be a list")
+        assert isinstance(items, list)
         manifests = tuple(Descriptor.from_json(item, "index manifest descriptor") for item in items)
         return cls(raw, data, kind, manifests, _str_map(data.get("annotations"), "index", "annotations"))
 

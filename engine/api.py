@@ -1,0 +1,25 @@
+"""The one facade the CLI and the TUI use. Sub-services are built lazily so a CLI call pays only
+for the part it touches (start-up time matters: ``dockyard run`` is a fresh process)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from engine.config import EngineConfig
+
+if TYPE_CHECKING:
+    from engine.store.service import ImageService
+
+
+class Engine:
+    """Entry point: ``Engine().images.list()``, ``Engine().registry.pull(...)``, ..."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig.from_env()
+
+    @cached_property
+    def images(self) -> ImageService:
+        from engine.store.service import ImageService
+
+        return ImageService(self.config)

@@ -1,0 +1,67 @@
+"""The images part of the facade (``Engine.images``): async wrappers over the store, for CLI and TUI."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.config import EngineConfig
+from engine.errors import ImageNotFoundError
+from engine.oci.reference import Reference
+from engine.store import inspect as views
+from engine.store.layout import FsckReport, GcReport, ImageStore, ResolvedImage
+from engine.summaries import ImageSummary, LayerSummary
+
+
+class ImageService:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.store = ImageStore(config.store_dir)
+
+    async def list(self) -> list[ImageSummary]:
+        images = await asyncio.to_thread(self.store.images)
+        return [views.summary(image) for image in images]
+
+    async def get(self, name: str) -> ResolvedImage:
+        return await asyncio.to_thread(self.store.resolve, name)
+
+    async def exists(self, name: str) -> bool:
+        try:
+            await self.get(name)
+        except ImageNotFoundError:
+            return False
+        return True
+
+    async def inspect(self, name: str) -> dict[str, Any]:
+        return views.docker_inspect(await self.get(name))
+
+    async def layers(self, name: str) -> builtins.list[LayerSummary]:
+        return views.layers(await self.get(name))
+
+    async def history(self, name: str) -> builtins.list[dict[str, Any]]:
+        return views.history_rows(await self.get(name))
+
+    async def tag(self, source: str, target: str) -> None:
+        await asyncio.to_thread(self.store.tag, source, Reference.parse(target))
+
+    async def remove(self, name: str, *, force: bool = False) -> builtins.list[str]:
+        return await asyncio.to_thread(self.store.remove, name, force=force)
+
+    async def gc(self) -> GcReport:
+        return await asyncio.to_thread(self.store.gc)
+
+    async def fsck(self, *, repair: bool = False) -> FsckReport:
+        return await asyncio.to_thread(self.store.fsck, repair=repair)
+
+    async def import_rootfs(
+        self, tarball: Path, name: str | None, *, changes: Sequence[str] = (), message: str = ""
+    ) -> ImageSummary:
+        from engine.store.importer import import_rootfs
+
+        ref = Reference.parse(name) if name else None
+        image = await asyncio.to_thread(import_rootfs, self.store, tarball, ref, changes=changes,
+                                        message=message)
+        return views.summary(image)
