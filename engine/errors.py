@@ -13,7 +13,8 @@ act on; it never contains a secret.
      │    ├── InvalidPlatformError
      │    ├── InvalidManifestError    manifest / index / config JSON that is not valid
      │    ├── InvalidPortSpecError
-     │    └── DockerfileError         carries file and line: "Dockerfile:7: unknown instruction: COPPY"
+     │    ├── DockerfileError         carries file and line: "Dockerfile:7: unknown instruction: COPPY"
+     │    └── ShellExpansionError     a word BuildKit's shell lexer refuses: "failed to process "${x": ..."
      ├── NotFoundError
      │    ├── ImageNotFoundError
      │    ├── BlobNotFoundError
@@ -86,6 +87,10 @@ class DockerfileError(InvalidInputError):
         self.problem = message
         where = f"{file}:{line}" if line is not None else file
         super().__init__(f"{where}: {message}")
+
+
+class ShellExpansionError(InvalidInputError):
+    """A word that cannot be expanded (``${}``, an unterminated quote, ``${v:?msg}`` on an unset v)."""
 
 
 class NotFoundError(EngineError):
