@@ -200,13 +200,13 @@ def _read_head(stream: BinaryIO) -> bytes:
 class Compressor(Protocol):
     """A streaming compressor: bytes in, compressed bytes out (possibly empty until ``flush``)."""
 
-    def compress(self, data: bytes | memoryview, /) -> bytes: ...
+    def compress(self, data: bytes | bytearray | memoryview, /) -> bytes: ...
 
     def flush(self) -> bytes: ...
 
 
 class _Identity:
-    def compress(self, data: bytes | memoryview, /) -> bytes:
+    def compress(self, data: bytes | bytearray | memoryview, /) -> bytes:
         return bytes(data)
 
     def flush(self) -> bytes:
@@ -217,7 +217,7 @@ class _Zstd:
     def __init__(self, level: int) -> None:
         self._obj = zstandard.ZstdCompressor(level=level).compressobj()
 
-    def compress(self, data: bytes | memoryview, /) -> bytes:
+    def compress(self, data: bytes | bytearray | memoryview, /) -> bytes:
         return self._obj.compress(data)
 
     def flush(self) -> bytes:
