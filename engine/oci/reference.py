@@ -23,7 +23,8 @@ _DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = re.compile(
     rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
 )
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # docker's \w is ASCII only
+_IDENTIFIER = re.compile(r"[a-f0-9]{64}")
 _LOOPBACK = re.compile(r"^(localhost|127(?:\.\d{1,3}){3}|\[::1\])(?::\d+)?$")
 
 
@@ -39,6 +40,10 @@ class Reference:
         """Parse and normalise a reference; a missing tag and digest becomes ``:latest``."""
         if not isinstance(value, str) or not value:
             raise InvalidReferenceError("invalid reference: empty name")
+        if _IDENTIFIER.fullmatch(value):
+            raise InvalidReferenceError(
+                f"invalid reference {value!r}: a 64-character hex string is an image id, not a repository name"
+            )
         text = value
         digest: Digest | None = None
         if "@" in text:
@@ -109,6 +114,11 @@ class Reference:
     @property
     def is_loopback(self) -> bool:
         return bool(_LOOPBACK.match(self.registry))
+
+    @property
+    def is_localhost(self) -> bool:
+        """Same as ``is_loopback`` (the name API.md uses)."""
+        return self.is_loopback
 
     @property
     def identifier(self) -> str:
