@@ -6,12 +6,13 @@ import asyncio
 import builtins
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from engine.config import EngineConfig
 from engine.errors import ImageNotFoundError
 from engine.oci.reference import Reference
 from engine.store import inspect as views
+from engine.store.archives import LoadedImage
 from engine.store.layout import FsckReport, GcReport, ImageStore, ResolvedImage
 from engine.summaries import ImageSummary, LayerSummary
 
@@ -65,3 +66,41 @@ class ImageService:
         image = await asyncio.to_thread(import_rootfs, self.store, tarball, ref, changes=changes,
                                         message=message)
         return views.summary(image)
+
+    # ---- archives: save, load, export (engine/store/archives.py) --------------------------------
+
+    async def save(self, names: Sequence[str], output: Path | BinaryIO, *, fmt: str = "docker-archive") -> None:
+        """Write images to a docker-archive or oci-archive file (atomically) or stream."""
+        from engine.store.archives import save_images, write_output
+
+        def work() -> None:
+            if isinstance(output, Path):
+                write_output(output, lambda fh: save_images(self.store, names, fh, fmt))
+            else:
+                save_images(self.store, names, output, fmt)
+
+        await asyncio.to_thread(work)
+
+    async def load(self, source: Path | BinaryIO) -> builtins.list[LoadedImage]:
+        """Load every image of a docker-archive or OCI archive (plain or compressed; file or stream)."""
+        from engine.store.archives import load_archive, open_input
+
+        def work() -> builtins.list[LoadedImage]:
+            if isinstance(source, Path):
+                with open_input(source) as fh:
+                    return load_archive(self.store, fh, label=str(source))
+            return load_archive(self.store, source, label="stdin")
+
+        return await asyncio.to_thread(work)
+
+    async def export(self, name: str, output: Path | BinaryIO) -> None:
+        """Write the image's flattened filesystem (whiteouts applied) as one tar."""
+        from engine.store.archives import export_image, write_output
+
+        def work() -> None:
+            if isinstance(output, Path):
+                write_output(output, lambda fh: export_image(self.store, name, fh))
+            else:
+                export_image(self.store, name, output)
+
+        await asyncio.to_thread(work)
