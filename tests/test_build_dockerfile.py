@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.build.dockerfile import Heredoc, parse_ast, parse_dockerfile, parse_heredoc_word
 from engine.build.instructions import (
@@ -30,7 +34,7 @@ from engine.build.instructions import (
     parse_expose_port,
     parse_go_duration,
 )
-from engine.errors import DockerfileError, InvalidPortSpecError
+from engine.errors import DockerfileError, EngineError, InvalidPortSpecError
 
 
 def only(text: str) -> Instruction:
@@ -454,3 +458,24 @@ def test_expanded_fields_table_names_real_fields() -> None:
 
     for cls, names in EXPANDED_FIELDS.items():
         assert names <= {f.name for f in dataclasses.fields(cls)}, cls
+
+
+# -- robustness ---------------------------------------------------------------------------------------
+
+_PIECES = ["FROM a\n", "RUN ", "COPY ", "ADD ", "ONBUILD ", "HEALTHCHECK ", "ENV ", "ARG ", "EXPOSE ", "\\\n",
+           "`", "<<", "EOF", "<<-", "\n", "\t", '"', "'", "$", "{", "}", ":", "-", "?", "#", "%", "/", "[",
+           "]", "=", "--", "x", " ", "# escape=`\n", "\r", "*", "\u00e9", "\\"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=30).map("".join))
+def test_any_text_parses_or_fails_cleanly(text: str) -> None:
+    """Whatever the text, the parser and the expansion raise only engine errors (never a traceback)."""
+    try:
+        df = parse_dockerfile(text)
+    except EngineError:
+        return
+    for stage in df.stages:
+        for instruction in (stage.from_, *stage.instructions):
+            with contextlib.suppress(DockerfileError):
+                expand_instruction(instruction, {"x": "1"}, escape=df.escape)
