@@ -23,11 +23,15 @@ TYPES = {
 }
 
 
-def make_tar(entries: Iterable[Mapping[str, Any]], *, fmt: int = tarfile.GNU_FORMAT) -> bytes:
+def make_tar(entries: Iterable[Mapping[str, Any]], *, fmt: int | None = None) -> bytes:
     """A tar from dicts with name/type/linkname/mode/content (+ devmajor/devminor, uid/gid, xattrs).
 
-    GNU format by default: it encodes the out-of-range device numbers some hostile cases need.
+    PAX format unless a device number is out of range: only GNU base-256 fields can encode those.
     """
+    entries = list(entries)
+    if fmt is None:
+        odd = any(not 0 <= e.get(k, 0) < 0o7777777 for e in entries for k in ("devmajor", "devminor"))
+        fmt = tarfile.GNU_FORMAT if odd else tarfile.PAX_FORMAT
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
         for e in entries:
