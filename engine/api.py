@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from engine.config import EngineConfig
 
 if TYPE_CHECKING:
+    from engine.build.service import BuildService
+    from engine.runtime.service import ContainerService
     from engine.store.service import ImageService
 
 
@@ -19,7 +21,23 @@ class Engine:
         self.config = config or EngineConfig.from_env()
 
     @cached_property
+    def containers(self) -> ContainerService:
+        from engine.runtime.service import ContainerService
+
+        return ContainerService(self.config)
+
+    @cached_property
     def images(self) -> ImageService:
         from engine.store.service import ImageService
 
         return ImageService(self.config)
+
+    @cached_property
+    def builds(self) -> BuildService:
+        from engine.build.service import BuildService
+
+        pull = None
+        registry = getattr(type(self), "registry", None)
+        if registry is not None:
+            pull = self.registry.pull  # type: ignore[attr-defined]
+        return BuildService(self.config, self.images.store, pull)
