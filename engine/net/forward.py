@@ -307,12 +307,13 @@ class _Connection:
 
 
 class _UdpSession:
-    __slots__ = ("client", "last", "listener", "sock")
+    __slots__ = ("client", "last", "listener", "sock", "target")
 
-    def __init__(self, sock: socket.socket, listener: socket.socket, client: Any) -> None:
+    def __init__(self, sock: socket.socket, listener: socket.socket, client: Any, target: str) -> None:
         self.sock = sock
         self.listener = listener
         self.client = client
+        self.target = target
         self.last = time.monotonic()
 
 
@@ -525,9 +526,12 @@ class Forwarder:
                 return
             key = (listener.fileno(), client)
             session = self._sessions.get(key)
+            with self._lock:
+                target = self._target
+            if session is not None and session.target != target:
+                self._close_session(key, session)  # retargeted: this client's next datagram goes to the new one
+                session = None
             if session is None:
-                with self._lock:
-                    target = self._target
                 try:
                     sock = socket.socket(_family(target), socket.SOCK_DGRAM)
                     sock.setblocking(False)
@@ -536,7 +540,7 @@ class Forwarder:
                     counters.opened()
                     counters.closed(failed=True)
                     continue
-                session = _UdpSession(sock, listener, client)
+                session = _UdpSession(sock, listener, client, target)
                 self._sessions[key] = session
                 self._selector.register(sock, selectors.EVENT_READ, ("udp-session", mapping, session))
                 counters.opened()
@@ -564,11 +568,14 @@ class Forwarder:
         now = time.monotonic()
         for key, session in list(self._sessions.items()):
             if now - session.last >= idle:
-                del self._sessions[key]
-                with contextlib.suppress(KeyError, ValueError):
-                    self._selector.unregister(session.sock)
-                session.sock.close()
-                self._counters[id(session.listener)].closed()
+                self._close_session(key, session)
+
+    def _close_session(self, key: tuple[int, Any], session: _UdpSession) -> None:
+        self._sessions.pop(key, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(session.sock)
+        session.sock.close()
+        self._counters[id(session.listener)].closed()
 
     # -- control --------------------------------------------------------------------------------------
 
