@@ -91,11 +91,12 @@ class ArchiveMembers:
             self._tar = tarfile.open(fileobj=fileobj, mode="r:")  # noqa: SIM115 (closed by close())
             members = self._tar.getmembers()
         except tarfile.ReadError as exc:
-            if "unexpected end of data" in str(exc):
+            if "unexpected end of data" in str(exc) or "truncated" in str(exc):
                 raise ArchiveError(f"{label}: truncated tar archive ({exc})") from exc
             raise ArchiveError(f"{label}: not a tar archive ({exc})") from exc
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise ArchiveError(f"{label}: corrupt or truncated tar archive ({exc})") from exc
+        self._check_end_marker(fileobj, members)
         self._by_name: dict[str, tarfile.TarInfo] = {}
         for member in members:
             if member.isreg() and member.offset_data + member.size > self._size:
@@ -104,6 +105,21 @@ class ArchiveMembers:
             if name == "." or name == ".." or name.startswith("../"):
                 continue  # never addressed by anything we look up
             self._by_name[name] = member
+
+    def _check_end_marker(self, fileobj: BinaryIO, members: list[tarfile.TarInfo]) -> None:
+        """A tar ends with zero blocks; a file cut between two members has none (tarfile does not say)."""
+        if not members:
+            return
+        last = members[-1]
+        end = last.offset_data + (-(-last.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE if last.isreg() else 0)
+        try:
+            fileobj.seek(end)
+            block = fileobj.read(tarfile.BLOCKSIZE)
+            fileobj.seek(0)
+        except OSError as exc:
+            raise ArchiveError(f"{self.label}: cannot read: {exc}") from exc
+        if len(block) < tarfile.BLOCKSIZE or block.strip(b"\0"):
+            raise ArchiveError(f"{self.label}: truncated tar archive (it ends without an end-of-archive marker)")
 
     def _seekable_plain(self, source: BinaryIO, spool_dir: Path | None) -> BinaryIO:
         seekable = False

@@ -359,18 +359,31 @@ def _read_blob(members: ArchiveMembers, descriptor: Descriptor, what: str, limit
     return data
 
 
+def _declared(raw: bytes, kinds: frozenset[str]) -> str | None:
+    """The media type a (digest-verified) document declares for itself, when it is one of ``kinds``.
+
+    It wins over the descriptor's: go-containerregistry and skopeo read layouts whose index says OCI
+    for a Docker manifest, and so do we.
+    """
+    with contextlib.suppress(ValueError, UnicodeDecodeError, AttributeError):
+        declared = json.loads(raw).get("mediaType")
+        if declared in kinds:
+            return str(declared)
+    return None
+
+
 def _manifest_for(members: ArchiveMembers, descriptor: Descriptor, where: str, depth: int) -> Manifest | None:
     label = members.label
     if descriptor.media_type in mt.MANIFEST_TYPES:
         raw = _read_blob(members, descriptor, f"{where}: manifest", MAX_MANIFEST_SIZE)
         try:
-            return Manifest.parse(raw, descriptor.media_type)
+            return Manifest.parse(raw, _declared(raw, mt.MANIFEST_TYPES) or descriptor.media_type)
         except InvalidManifestError as exc:
             raise InvalidManifestError(f"{label}: {where}: {exc}") from None
     if descriptor.media_type in mt.INDEX_TYPES and depth < _MAX_INDEX_DEPTH:
         raw = _read_blob(members, descriptor, f"{where}: image index", MAX_MANIFEST_SIZE)
         try:
-            child_index = Index.parse(raw, descriptor.media_type)
+            child_index = Index.parse(raw, _declared(raw, mt.INDEX_TYPES) or descriptor.media_type)
         except InvalidManifestError as exc:
             raise InvalidManifestError(f"{label}: {where}: {exc}") from None
         chosen = child_index.select(Platform.host())
