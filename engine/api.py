@@ -10,6 +10,7 @@ from engine.config import EngineConfig
 
 if TYPE_CHECKING:
     from engine.build.service import BuildService
+    from engine.registry.service import RegistryService
     from engine.runtime.service import ContainerService
     from engine.store.service import ImageService
 
@@ -39,5 +40,11 @@ class Engine:
         pull = None
         registry = getattr(type(self), "registry", None)
         if registry is not None:
-            pull = self.registry.pull  # type: ignore[attr-defined]
+            pull = self.registry.pull
         return BuildService(self.config, self.images.store, pull)
+
+    @cached_property
+    def registry(self) -> RegistryService:
+        from engine.registry.service import RegistryService
+
+        return RegistryService(self.config, store=self.images.store)
