@@ -3,6 +3,10 @@
 Every parsed document keeps the exact bytes it came from (``raw``) and the whole decoded object
 (``data``, unknown fields included), so re-serialising never changes a digest. Typed properties read
 from ``data``. New documents are made with ``build()``, which writes canonical compact JSON.
+
+``parse()`` and ``Descriptor.from_json`` first run ``engine.oci.validate`` (the OCI schemas plus the
+reference validator's checks) with ``strict=False`` -- see that module for the two relaxations real
+images need -- and then ask what dockyard itself needs on top: digests it can store (sha256, sha512).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from engine.errors import InvalidDigestError, InvalidManifestError, InvalidPlatf
 from engine.oci import mediatypes as mt
 from engine.oci.digest import Digest
 from engine.oci.platform import Platform
+from engine.oci.validate import decode_document, validate_descriptor, validate_object
 
 MAX_MANIFEST_SIZE = 8 * 1024 * 1024
 MAX_CONFIG_SIZE = 32 * 1024 * 1024
@@ -27,10 +32,7 @@ def canonical_json(obj: Any) -> bytes:
 
 
 def decode_json(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidManifestError(f"invalid {what}: not valid JSON ({exc})") from None
+    data = decode_document(raw, what)
     if not isinstance(data, dict):
         raise InvalidManifestError(f"invalid {what}: expected a JSON object")
     return data
@@ -65,7 +67,7 @@ class Descriptor:
 
     @classmethod
     def from_json(cls, data: Any, what: str = "descriptor") -> Descriptor:
-        _require(isinstance(data, dict), what, "expected a JSON object")
+        validate_descriptor(data, strict=False, what=what)
         media_type = data.get("mediaType")
         _require(isinstance(media_type, str) and bool(media_type), what, "mediaType must be a string")
         size = data.get("size")
@@ -146,6 +148,7 @@ class Manifest:
         _require(media_type is None or declared is None or media_type == declared or
                  media_type not in mt.MANIFEST_TYPES, "manifest",
                  f"mediaType {declared!r} does not match {media_type!r}")
+        validate_object(kind, data, strict=False, what="manifest")
         config = Descriptor.from_json(data.get("config"), "manifest config descriptor")
         layers_data = data.get("layers")
         _require(isinstance(layers_data, list), "manifest", "layers must be a list")
@@ -201,6 +204,7 @@ class Index:
         _require(declared is None or isinstance(declared, str), "index", "mediaType must be a string")
         kind = declared or media_type or mt.OCI_INDEX
         _require(kind in mt.INDEX_TYPES, "index", f"unexpected mediaType {kind!r}")
+        validate_object(kind, data, strict=False, what="index")
         items = data.get("manifests")
         _require(isinstance(items, list), "index", "manifests must be a list")
         assert isinstance(items, list)
@@ -264,13 +268,14 @@ class ImageConfig:
         _require(len(raw) <= MAX_CONFIG_SIZE, "image config", f"larger than {MAX_CONFIG_SIZE} bytes")
         data = decode_json(raw, "image config")
         what = "image config"
+        validate_object(mt.OCI_CONFIG, data, strict=False, what=what)
         _require(isinstance(data.get("architecture"), str), what, "architecture must be a string")
         _require(isinstance(data.get("os"), str), what, "os must be a string")
         rootfs = data.get("rootfs")
         _require(isinstance(rootfs, dict), what, "rootfs must be an object")
         assert isinstance(rootfs, dict)
         _require(rootfs.get("type") == "layers", what, "rootfs.type must be 'layers'")
-        diff_ids = rootfs.get("diff_ids")
+        diff_ids = rootfs.get("diff_ids") or []  # absent: an image without layers
         _require(isinstance(diff_ids, list), what, "rootfs.diff_ids must be a list")
         assert isinstance(diff_ids, list)
         for item in diff_ids:
@@ -305,7 +310,7 @@ class ImageConfig:
 
     @property
     def diff_ids(self) -> tuple[Digest, ...]:
-        return tuple(Digest.parse(d) for d in self.data["rootfs"]["diff_ids"])
+        return tuple(Digest.parse(d) for d in self.data["rootfs"].get("diff_ids") or ())
 
     @property
     def history(self) -> tuple[HistoryEntry, ...]:
