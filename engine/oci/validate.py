@@ -279,11 +279,8 @@ def _go_list(item: _GoType) -> _GoType:
 
 def _go_map(item: _GoType) -> _GoType:
     def check(value: Any, path: str) -> None:
-        if value is None:
-            return
-        if not isinstance(value, dict):
-            raise _Invalid(path, f"must be an object, not {_type_name(value)}")
-        for key, element in value.items():
+        _go_empty_struct(value, path)
+        for key, element in (value or {}).items():
             item(element, _join(path, key))
     return check
 
@@ -292,11 +289,8 @@ def _go_struct(fields: Mapping[str, _GoType]) -> _GoType:
     folded = {name.casefold(): check for name, check in fields.items()}
 
     def check(value: Any, path: str) -> None:
-        if value is None:
-            return
-        if not isinstance(value, dict):
-            raise _Invalid(path, f"must be an object, not {_type_name(value)}")
-        for key, element in value.items():
+        _go_empty_struct(value, path)
+        for key, element in (value or {}).items():
             field_check = folded.get(key.casefold())
             if field_check is not None:
                 field_check(element, _join(path, key))
