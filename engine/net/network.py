@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidPortSpecError, NetworkSetupError
 from engine.net import bridge as _bridge
@@ -29,6 +29,9 @@ from engine.net.etcfiles import EtcFiles, NetworkMode, write_etc_files, write_in
 from engine.net.hosts import HostEntry, peer_entry, render_hosts
 from engine.net.ipam import DEFAULT_SUBNET, Allocation, Ipam
 from engine.net.ports import PortMapping
+
+if TYPE_CHECKING:
+    from engine.config import EngineConfig
 
 DEFAULT_BRIDGE = "dockyard0"
 DEFAULT_NETNS_PREFIX = "dockyard-"
@@ -130,6 +133,11 @@ class BridgeNetwork:
         self.netns_prefix = netns_prefix
         self.veth_prefix = veth_prefix
         self.ipam = Ipam(Path(state_dir), bridge, subnet)
+
+    @classmethod
+    def from_config(cls, config: EngineConfig) -> BridgeNetwork:
+        """The network named by the engine config (``net_dir``, ``bridge_name``, ``subnet``)."""
+        return cls(config.net_dir, bridge=config.bridge_name, subnet=config.subnet)
 
     @property
     def subnet(self) -> str:
