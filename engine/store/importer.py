@@ -22,8 +22,29 @@ from engine.store.layout import ImageStore, ResolvedImage
 _LIST_FIELDS = {"CMD": "Cmd", "ENTRYPOINT": "Entrypoint"}
 
 
+# The order Go's image-spec v1 structs marshal in.  skopeo (containers/image) re-marshals the config
+# when it converts a Docker manifest to OCI (docker-archive: -> oci:), so a config written in any other
+# shape would get a new digest (a new image id) on that trip.
+_GO_RUN_CONFIG_ORDER = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels",
+                        "StopSignal", "ArgsEscaped")
+
+
 def now_rfc3339() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat().replace("+00:00", "Z")
+    """UTC now as Go's RFC3339Nano prints it (trailing zeros of the fraction dropped)."""
+    now = _dt.datetime.now(_dt.UTC)
+    fraction = f"{now.microsecond:06d}".rstrip("0")
+    return now.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
+
+
+def _go_platform(platform: Platform) -> dict[str, Any]:
+    fields = platform.to_json()
+    order = ("architecture", "variant", "os", "os.version", "os.features")
+    return {key: fields[key] for key in order if key in fields}
+
+
+def _go_ordered(run_config: dict[str, Any]) -> dict[str, Any]:
+    known = {key: run_config[key] for key in _GO_RUN_CONFIG_ORDER if key in run_config}
+    return known | {key: value for key, value in run_config.items() if key not in known}
 
 
 def apply_changes(config: dict[str, Any], changes: Sequence[str]) -> dict[str, Any]:
@@ -115,7 +136,7 @@ def import_rootfs(
 ) -> ResolvedImage:
     """Import a rootfs tarball as a single-layer image tagged ``reference`` (untagged when None)."""
     platform = platform or Platform.host()
-    run_config = apply_changes({}, changes)
+    run_config = _go_ordered(apply_changes({}, changes))
     with store.writing():
         try:
             if isinstance(tarball, Path):
@@ -132,7 +153,7 @@ def import_rootfs(
             history["comment"] = message
         config_doc: dict[str, Any] = {
             "created": created,
-            **platform.to_json(),
+            **_go_platform(platform),
             "config": run_config,
             "rootfs": {"type": "layers", "diff_ids": [str(diff_id)]},
             "history": [history],
