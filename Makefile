@@ -31,7 +31,7 @@ run: setup
 	$(BIN)/dockyard
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check engine cli tui tests bench
+	$(BIN)/ruff check $(wildcard engine cli tui tests bench)
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
