@@ -195,7 +195,23 @@ class Authenticator:
 
 
 def _transport_reason(exc: BaseException) -> str:
+    """A short reason for a transport failure: the OS error underneath httpx's wrapper when there is one."""
+    import errno as _errno
+
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno is not None:
+            if seen.errno == _errno.ECONNREFUSED:
+                return "connection refused"
+            if seen.errno == _errno.ECONNRESET:
+                return "connection reset"
+            return seen.strerror or str(seen)
+        seen = seen.__cause__ or seen.__context__
     text = str(exc) or exc.__class__.__name__
     if "refused" in text.lower():
+        return "connection refused"
+    if "all connection attempts failed" in text.lower():
         return "connection refused"
     return " ".join(text.split())[:160]

@@ -148,28 +148,36 @@ async def tag_details(client: RegistryClient, ref: Reference, has_blob: Callable
     )
 
 
-async def delete(client: RegistryClient, ref: Reference, *, concurrency: int = 8) -> list[str]:
-    """Delete the manifest ``ref`` names (by digest); returns the other tags that pointed at it."""
-    repository = ref.repository
+async def manifest_digest(client: RegistryClient, ref: Reference) -> Digest:
+    """The digest a tag points at (HEAD, falling back to GET when the registry omits the header)."""
     if ref.digest is not None:
-        digest = ref.digest
-    else:
-        head = await client.head_manifest(repository, ref.tag or "latest")
-        if head is None:
-            raise RegistryError(f"manifest unknown: {ref.familiar} was not found on {client.registry}",
-                                code="MANIFEST_UNKNOWN", status=404)
-        digest = head[0]
+        return ref.digest
+    head = await client.head_manifest(ref.repository, ref.tag or "latest")
+    if head is None:
+        raise RegistryError(f"manifest unknown: {ref.familiar} was not found on {client.registry}",
+                            code="MANIFEST_UNKNOWN", status=404)
+    return head[0]
+
+
+async def sibling_tags(client: RegistryClient, ref: Reference, digest: Digest, *, concurrency: int = 8) -> list[str]:
+    """Every tag of the repository, other than ``ref``'s own, that points at ``digest``."""
     siblings: list[str] = []
     semaphore = asyncio.Semaphore(concurrency)
 
     async def check(tag: str) -> None:
         async with semaphore:
-            found = await client.head_manifest(repository, tag)
+            found = await client.head_manifest(ref.repository, tag)
         if found is not None and found[0] == digest and tag != ref.tag:
             siblings.append(tag)
 
-    async for page in tags(client, repository, page_size=1000):
+    async for page in tags(client, ref.repository, page_size=1000):
         await asyncio.gather(*(check(tag) for tag in page))
-    await client.delete_manifest(repository, digest)
     return sorted(siblings)
 
+
+async def delete(client: RegistryClient, ref: Reference) -> list[str]:
+    """Delete the manifest ``ref`` names (by digest); returns the other tags that pointed at it."""
+    digest = await manifest_digest(client, ref)
+    siblings = await sibling_tags(client, ref, digest)
+    await client.delete_manifest(ref.repository, digest)
+    return siblings

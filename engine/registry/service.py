@@ -161,6 +161,12 @@ class RegistryService:
         client = await self.client(reference.registry)
         return await browse.inspect(client, reference, _platform(platform))
 
+    async def sibling_tags(self, ref: str | Reference) -> list[str]:
+        """Tags other than ``ref`` that share its manifest (what ``delete`` would take with it)."""
+        reference = _ref(ref)
+        client = await self.client(reference.registry)
+        return await browse.sibling_tags(client, reference, await browse.manifest_digest(client, reference))
+
     async def delete(self, ref: str | Reference) -> list[str]:
         reference = _ref(ref)
         client = await self.client(reference.registry)
