@@ -13,8 +13,6 @@ import os
 import resource
 import secrets
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -46,7 +44,6 @@ from engine.runtime.runc import OciRuntime, find_runtime
 from engine.runtime.status import parse_signal, status_text
 from engine.summaries import ContainerSummary, PortSummary
 
-SYNC_TIMEOUT = 60.0
 _RLIMIT_NAMES = ("NOFILE", "NPROC", "CORE", "STACK", "MEMLOCK", "AS", "CPU", "DATA", "FSIZE", "MSGQUEUE",
                  "NICE", "RSS", "RTPRIO", "RTTIME", "SIGPENDING")
 _RLIMITS = {f"RLIMIT_{n}": getattr(resource, f"RLIMIT_{n}") for n in _RLIMIT_NAMES if hasattr(resource, f"RLIMIT_{n}")}
@@ -171,17 +168,57 @@ class ContainerManager:
     # ---- create ---------------------------------------------------------------------------------------
 
     def create(self, image: str, options: RunOptions, caller_env: Mapping[str, str] | None = None) -> ContainerRecord:
+        from engine.store.layout import ImageStore
+
+        store = ImageStore(self.config.store_dir)
+        resolved = store.resolve(image)
+        requested_ports = self._requested_ports(options, dict(resolved.config.config))
+        return self._create(store, resolved, image, options, caller_env, requested_ports, secrets.token_hex(32))
+
+    def run(self, image: str, options: RunOptions, caller_env: Mapping[str, str] | None = None, *,
+            wait_attach: bool = False) -> Started:
+        """create + start, with the monitor booting while the container is prepared.
+
+        Ports are bound before anything is created: a taken port fails with nothing left behind.
+        """
+        from engine.runtime.launcher import MonitorLauncher
+        from engine.store.layout import ImageStore
+
+        store = ImageStore(self.config.store_dir)
+        resolved = store.resolve(image)
+        requested_ports = self._requested_ports(options, dict(resolved.config.config))
+        self.runtime  # noqa: B018 - fail on a missing runtime before anything is made
+        container_id = secrets.token_hex(32)
+        bound = self._bind(requested_ports, options.name or "the container")
+        try:
+            launcher = MonitorLauncher(self.containers_dir / container_id, bound.fds() if bound else ())
+            try:
+                record = self._create(store, resolved, image, options, caller_env, requested_ports, container_id)
+            except BaseException:
+                launcher.abort()
+                raise
+            cdir = ContainerDir(self.containers_dir / container_id)
+            try:
+                return self._launch(cdir, record, launcher, bound, wait_attach)
+            except BaseException:
+                if options.remove:
+                    with contextlib.suppress(Exception):
+                        self.remove(container_id, force=True)
+                raise
+        finally:
+            if bound is not None:
+                bound.close()
+
+    def _create(self, store: Any, resolved: Any, image: str, options: RunOptions,
+                caller_env: Mapping[str, str] | None, requested_ports: list[dict[str, Any]],
+                container_id: str) -> ContainerRecord:
         from engine.runtime import snapshots
         from engine.runtime.health import effective_healthcheck
         from engine.runtime.spec import SpecContext, build_spec
         from engine.runtime.userdb import lookup_user_in_rootfs
-        from engine.store.layout import ImageStore
 
         runtime = self.runtime
-        store = ImageStore(self.config.store_dir)
-        resolved = store.resolve(image)
         image_config = dict(resolved.config.config)
-        requested_ports = self._requested_ports(options, image_config)
         self.containers_dir.mkdir(parents=True, exist_ok=True)
         with self._names_lock():
             taken = {r.name: r.id for r in self._raw_records()}
@@ -196,7 +233,6 @@ class ContainerManager:
                 from engine.runtime.names import random_name
 
                 name = random_name(taken)
-            container_id = secrets.token_hex(32)
             cdir = ContainerDir(self.containers_dir / container_id)
             cdir.path.mkdir(mode=0o700)
             hostname = options.hostname or container_id[:12]
@@ -340,34 +376,44 @@ class ContainerManager:
         if record.state.status in ("creating", "removing"):
             raise ConflictError(f"container {record.name} is being {record.state.status[:-3]}ed")
         self._wait_monitor_gone(cdir, record)
-        runtime = self._runtime_for(record)
         from engine.runtime import snapshots
 
         if not snapshots.is_mountpoint(cdir.rootfs):
             snapshots.prepare_rootfs([Path(p) for p in record.lowerdirs], cdir.upper, cdir.work, cdir.rootfs)
-        if (runtime.root / record.id).exists():
-            runtime.delete(record.id, force=True)
-        bound = self._bind_ports(record)
+        from engine.runtime.launcher import MonitorLauncher
+
+        bound = self._bind(record.network.get("requested_ports") or [], record.name)
         try:
-            ports = [m.to_dict() for m in bound.mappings] if bound is not None else []
-            record = cdir.update(lambda r: replace(r, network={**r.network, "ports": ports}))
-            params: dict[str, Any] = {
-                "runtime": {"name": runtime.name, "binary": runtime.binary, "root": str(runtime.root)},
-                "wait_attach": wait_attach,
-                "ports": bound.handoff() if bound is not None else [],
-                "target_ip": (record.network.get("attachment") or {}).get("ip"),
-                "health": self._health_params(record),
-            }
-            message = self._spawn_monitor(cdir, params, bound.fds() if bound is not None else [])
+            launcher = MonitorLauncher(cdir.path, bound.fds() if bound else ())
+            return self._launch(cdir, record, launcher, bound, wait_attach)
         finally:
             if bound is not None:
                 bound.close()
+
+    def _launch(self, cdir: ContainerDir, record: ContainerRecord, launcher: Any, bound: Any,
+                wait_attach: bool) -> Started:
+        runtime = self._runtime_for(record)
+        try:
+            if (runtime.root / record.id).exists():
+                runtime.delete(record.id, force=True)
+            ports = [m.to_dict() for m in bound.mappings] if bound is not None else []
+            record = cdir.update(lambda r: replace(r, network={**r.network, "ports": ports}))
+        except BaseException:
+            launcher.abort()
+            raise
+        params: dict[str, Any] = {
+            "runtime": {"name": runtime.name, "binary": runtime.binary, "root": str(runtime.root)},
+            "wait_attach": wait_attach,
+            "ports": bound.handoff() if bound is not None else [],
+            "target_ip": (record.network.get("attachment") or {}).get("ip"),
+            "health": self._health_params(record),
+        }
+        message = launcher.go(params)
         if not message.get("ok"):
             raise ContainerRuntimeError(str(message.get("error") or "the container monitor failed"))
         return Started(cdir.load(), _port_summaries(ports))
 
-    def _bind_ports(self, record: ContainerRecord) -> Any:
-        requested = record.network.get("requested_ports") or []
+    def _bind(self, requested: list[dict[str, Any]], name: str) -> Any:
         if not requested:
             return None
         from engine.net.forward import bind_all
@@ -376,7 +422,7 @@ class ContainerManager:
         try:
             return bind_all([PortMapping.from_dict(p) for p in requested])
         except PortInUseError as exc:
-            raise PortInUseError(f"cannot start {record.name}: {exc.message}") from exc
+            raise PortInUseError(f"cannot start {name}: {exc.message}") from exc
 
     @staticmethod
     def _health_params(record: ContainerRecord) -> dict[str, Any] | None:
@@ -389,39 +435,6 @@ class ContainerManager:
             return None
         return {"test": list(config.test), "interval": config.interval, "timeout": config.timeout,
                 "retries": config.retries, "start_period": config.start_period}
-
-    def _spawn_monitor(self, cdir: ContainerDir, params: dict[str, Any], fds: list[int]) -> dict[str, Any]:
-        sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
-        params = {**params, "sync_fd": sync_w}
-        package_root = str(Path(__file__).resolve().parents[2])
-        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "PYTHONPATH": package_root,
-               "LANG": "C.UTF-8"}
-        log = os.open(cdir.monitor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        try:
-            subprocess.Popen(
-                [sys.executable, "-m", "engine.runtime.monitor", str(cdir.path), json.dumps(params)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                pass_fds=[sync_w, *fds], cwd="/", env=env, close_fds=True,
-            )
-        finally:
-            os.close(sync_w)
-            os.close(log)
-        try:
-            data = _read_all(sync_r, SYNC_TIMEOUT)
-        finally:
-            os.close(sync_r)
-        if not data:
-            detail = ""
-            with contextlib.suppress(OSError):
-                lines = cdir.monitor_log.read_text(errors="replace").strip().splitlines()
-                detail = lines[-1] if lines else ""
-            suffix = f": {detail}" if detail else ""
-            raise ContainerRuntimeError(f"the container monitor exited during start-up{suffix}")
-        try:
-            message: dict[str, Any] = json.loads(data.splitlines()[0])
-        except ValueError as exc:
-            raise ContainerRuntimeError(f"the container monitor sent {data[:100]!r}") from exc
-        return message
 
     def _wait_monitor_gone(self, cdir: ContainerDir, record: ContainerRecord, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -625,26 +638,6 @@ def _terminal_size() -> tuple[int, int] | None:
             size = os.get_terminal_size(fd)
             return size.lines, size.columns
     return None
-
-
-def _read_all(fd: int, timeout: float) -> bytes:
-    import select
-
-    deadline = time.monotonic() + timeout
-    chunks: list[bytes] = []
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise ContainerRuntimeError(f"the container monitor did not answer within {timeout:.0f}s")
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        if b"\n" in chunk:
-            return b"".join(chunks)
 
 
 __all__ = ["ContainerManager", "NetworkSetupError", "Started", "format_rfc3339", "hard_limits",

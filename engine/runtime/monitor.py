@@ -1,4 +1,4 @@
-"""The per-container monitor: ``python -m engine.runtime.monitor <state dir> <params json>``.
+"""The per-container monitor: ``python -m engine.runtime.monitor <state dir> <params fd> <sync fd>``.
 
 Like podman's conmon, one small detached process (its own session) per running container.  It
 
@@ -541,11 +541,32 @@ def _create_error(stderr: str) -> str:
     return f"runc create failed: {message}"
 
 
+def _read_params(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print("usage: python -m engine.runtime.monitor <state dir> <params json>", file=sys.stderr)
+    if len(argv) != 4:
+        print("usage: python -m engine.runtime.monitor <state dir> <params fd> <sync fd>", file=sys.stderr)
         return 2
-    return Monitor(Path(argv[1]), json.loads(argv[2])).run()
+    state_dir, params_fd, sync_fd = Path(argv[1]), int(argv[2]), int(argv[3])
+    raw = _read_params(params_fd)  # blocks until the caller has prepared the container
+    if not raw.strip():
+        return 0  # the caller gave up (create failed)
+    log = os.open(state_dir / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    params = json.loads(raw)
+    params["sync_fd"] = sync_fd
+    return Monitor(state_dir, params).run()
 
 
 if __name__ == "__main__":

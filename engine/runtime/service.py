@@ -7,23 +7,36 @@ can act on the same containers.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import os
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.config import EngineConfig
 from engine.errors import ConflictError, ContainerRuntimeError, InvalidInputError
 from engine.events import ContainerStateChanged, Event, HealthChanged, LogLine, PortBound
 from engine.runtime import cgroups
 from engine.runtime.attach import AttachClient
-from engine.runtime.manager import ContainerManager
+from engine.runtime.manager import ContainerManager, Started
 from engine.runtime.options import RunOptions
 from engine.runtime.record import ContainerRecord
 from engine.summaries import ContainerStats, ContainerSummary, PortSummary
+
+T = TypeVar("T")
+
+
+async def _thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    import asyncio  # imported lazily: ``dockyard run`` uses the blocking path and skips asyncio's ~30 ms
+
+    return await asyncio.to_thread(func, *args, **kwargs)
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
 
 
 class ContainerService:
@@ -34,7 +47,7 @@ class ContainerService:
     # ---- lifecycle -----------------------------------------------------------------------------------
 
     async def create(self, image: str, options: RunOptions) -> ContainerSummary:
-        record = await asyncio.to_thread(self.manager.create, image, options, dict(os.environ))
+        record = await _thread(self.manager.create, image, options, dict(os.environ))
         return self.manager.summary(record)
 
     async def run(self, image: str, options: RunOptions, *, attach: bool | None = None) -> AsyncIterator[Event]:
@@ -44,52 +57,47 @@ class ContainerService:
         connects with :meth:`attach`, so no output is missed.
         """
         wait_attach = (not options.detach) if attach is None else attach
-        record = await asyncio.to_thread(self.manager.create, image, options, dict(os.environ))
+        started = await _thread(self.manager.run, image, options, dict(os.environ),
+                                          wait_attach=wait_attach)
+        record = started.record
         yield ContainerStateChanged(record.id, record.name, "created")
-        try:
-            started = await asyncio.to_thread(self.manager.start, record.id, wait_attach=wait_attach)
-        except BaseException:
-            if options.remove:
-                await asyncio.to_thread(self._remove_quietly, record.id)
-            raise
         for port in started.ports:
             yield PortBound(record.id, port.host_ip, port.host_port, port.container_port, port.protocol)
         state = started.record.state
         yield ContainerStateChanged(record.id, record.name, state.status,
                                     health=state.health.status if state.health else None)
 
-    def _remove_quietly(self, container_id: str) -> None:
-        try:
-            self.manager.remove(container_id, force=True)
-        except Exception:  # the start error is what the user needs to see
-            return
+    def run_blocking(self, image: str, options: RunOptions, *, attach: bool | None = None) -> Started:
+        """``run`` without an event loop (the CLI's hot path); same semantics as :meth:`run`."""
+        wait_attach = (not options.detach) if attach is None else attach
+        return self.manager.run(image, options, dict(os.environ), wait_attach=wait_attach)
 
     async def start(self, name: str, *, attach: bool = False) -> ContainerSummary:
-        started = await asyncio.to_thread(self.manager.start, name, wait_attach=attach)
+        started = await _thread(self.manager.start, name, wait_attach=attach)
         return self.manager.summary(started.record)
 
     async def stop(self, name: str, timeout: float | None = None) -> ContainerSummary:
-        record = await asyncio.to_thread(self.manager.stop, name, timeout)
+        record = await _thread(self.manager.stop, name, timeout)
         return self.manager.summary(record)
 
     async def kill(self, name: str, signal: str | int = "SIGKILL") -> ContainerSummary:
-        record = await asyncio.to_thread(self.manager.kill, name, signal)
+        record = await _thread(self.manager.kill, name, signal)
         return self.manager.summary(record)
 
     async def restart(self, name: str, timeout: float | None = None) -> ContainerSummary:
-        await asyncio.to_thread(self.manager.stop, name, timeout)
+        await _thread(self.manager.stop, name, timeout)
         return await self.start(name)
 
     async def remove(self, name: str, *, force: bool = False) -> str:
-        return await asyncio.to_thread(self.manager.remove, name, force=force)
+        return await _thread(self.manager.remove, name, force=force)
 
     async def wait(self, name: str) -> int:
-        cdir = await asyncio.to_thread(self.manager.find, name)
+        cdir = await _thread(self.manager.find, name)
         while True:
-            record = await asyncio.to_thread(self.manager.wait_exit, cdir, 0.5)
+            record = await _thread(self.manager.wait_exit, cdir, 0.5)
             if record.state.status != "running":
                 return record.state.exit_code
-            await asyncio.sleep(0)
+            await _sleep(0)
 
     def attach(self, name: str) -> AttachClient:
         """Connect to a running (or waiting) container's stdio; see engine.runtime.attach.pump."""
@@ -101,16 +109,16 @@ class ContainerService:
     # ---- views -------------------------------------------------------------------------------------------
 
     async def list(self, *, all: bool = False) -> builtins.list[ContainerSummary]:
-        records = await asyncio.to_thread(self.manager.records)
+        records = await _thread(self.manager.records)
         summaries = [self.manager.summary(r) for r in records]
         return summaries if all else [s for s in summaries if s.state == "running"]
 
     async def get(self, name: str) -> ContainerSummary:
-        _, record = await asyncio.to_thread(self.manager.load, name)
+        _, record = await _thread(self.manager.load, name)
         return self.manager.summary(record)
 
     async def inspect(self, name: str) -> dict[str, Any]:
-        return await asyncio.to_thread(self.manager.inspect, name)
+        return await _thread(self.manager.inspect, name)
 
     async def inspect_container(self, name: str) -> dict[str, Any]:
         """docker ``inspect`` JSON of one container (the lead's ``inspect`` command calls this)."""
@@ -125,8 +133,8 @@ class ContainerService:
         """Entries of the json-file log; with ``follow`` keeps going until the container stops."""
         from engine.runtime.logs import read_entries, read_from
 
-        cdir = await asyncio.to_thread(self.manager.find, name)
-        entries, offset = await asyncio.to_thread(read_entries, cdir.log, tail)
+        cdir = await _thread(self.manager.find, name)
+        entries, offset = await _thread(read_entries, cdir.log, tail)
         for entry in entries:
             yield LogLine(cdir.id, entry.stream, entry.text, entry.time)
         if not follow:
@@ -134,28 +142,28 @@ class ContainerService:
         while True:
             record: ContainerRecord | None
             try:
-                record = await asyncio.to_thread(cdir.load)
+                record = await _thread(cdir.load)
             except Exception:
                 record = None
-            entries, offset = await asyncio.to_thread(read_from, cdir.log, offset)
+            entries, offset = await _thread(read_from, cdir.log, offset)
             for entry in entries:
                 yield LogLine(cdir.id, entry.stream, entry.text, entry.time)
             if record is None or (record.state.status != "running" and record.state.monitor_pid == 0):
-                entries, offset = await asyncio.to_thread(read_from, cdir.log, offset)
+                entries, offset = await _thread(read_from, cdir.log, offset)
                 for entry in entries:
                     yield LogLine(cdir.id, entry.stream, entry.text, entry.time)
                 return
-            await asyncio.sleep(poll_interval)
+            await _sleep(poll_interval)
 
     async def stats(self, name: str, interval: float = 0.5) -> ContainerStats:
         """One sample of cpu (over ``interval``), memory and pids."""
-        _, record = await asyncio.to_thread(self.manager.load, name)
+        _, record = await _thread(self.manager.load, name)
         if record.state.status != "running":
             return ContainerStats(record.id, 0.0, 0, None, 0)
-        first = await asyncio.to_thread(cgroups.sample, record.id)
+        first = await _thread(cgroups.sample, record.id)
         t0 = time.monotonic()
-        await asyncio.sleep(interval)
-        second = await asyncio.to_thread(cgroups.sample, record.id)
+        await _sleep(interval)
+        second = await _thread(cgroups.sample, record.id)
         if first is None or second is None:
             return ContainerStats(record.id, 0.0, 0, None, 0)
         return ContainerStats(record.id, cgroups.cpu_percent(first, second, time.monotonic() - t0),
@@ -163,14 +171,14 @@ class ContainerService:
 
     async def stats_stream(self, names: Sequence[str], interval: float = 1.0) -> AsyncIterator[ContainerStats]:
         """A sample per container every ``interval`` (cpu measured over the interval)."""
-        records = [(await asyncio.to_thread(self.manager.load, n))[1] for n in names]
+        records = [(await _thread(self.manager.load, n))[1] for n in names]
         previous = {r.id: cgroups.sample(r.id) for r in records}
         last = time.monotonic()
         while True:
-            await asyncio.sleep(interval)
+            await _sleep(interval)
             now = time.monotonic()
             for record in records:
-                current = await asyncio.to_thread(cgroups.sample, record.id)
+                current = await _thread(cgroups.sample, record.id)
                 before = previous.get(record.id)
                 if current is None:
                     yield ContainerStats(record.id, 0.0, 0, None, 0)
@@ -185,7 +193,7 @@ class ContainerService:
                    capture: bool = False) -> tuple[int, bytes]:
         """Run ``command`` in the container (``runc exec``).  Without ``capture`` the process uses this
         process's stdio (``-it`` gives an interactive terminal); with it, output is returned."""
-        return await asyncio.to_thread(self.exec_sync, name, command, tty=tty, interactive=interactive,
+        return await _thread(self.exec_sync, name, command, tty=tty, interactive=interactive,
                                        env=env, workdir=workdir, user=user, capture=capture)
 
     def exec_sync(self, name: str, command: Sequence[str], *, tty: bool = False, interactive: bool = False,
@@ -227,7 +235,7 @@ class ContainerService:
         seen: dict[str, tuple[str, str | None, str]] = {}
         first = True
         while True:
-            records = await asyncio.to_thread(self.manager.records)
+            records = await _thread(self.manager.records)
             current: dict[str, tuple[str, str | None, str]] = {}
             for record in records:
                 health = record.state.health.status if record.state.health else None
@@ -251,7 +259,7 @@ class ContainerService:
                         yield ContainerStateChanged(cid, key[2], "removed")
             seen = current
             first = False
-            await asyncio.sleep(interval)
+            await _sleep(interval)
 
 
 def parse_env_files(paths: Sequence[str], read: Mapping[str, str] | None = None) -> tuple[str, ...]:
