@@ -1,9 +1,11 @@
 """Real CNCF registries (``docker-registry serve``) on free loopback ports, for any test module.
 
-Use it by importing the fixtures you need into a test module (pytest finds fixtures by name in the
-module namespace)::
+Use it as a plugin from any test module::
 
-    from tests.registryfixtures import open_registry, basic_registry, token_registry  # noqa: F401
+    if TYPE_CHECKING:
+        from tests.registryfixtures import RunningRegistry
+
+    pytest_plugins = ["tests.registryfixtures"]   # (import it only for typing: pytest loads it)
 
     async def test_x(open_registry: RunningRegistry) -> None:
         host = open_registry.host          # "127.0.0.1:PORT"
@@ -162,7 +164,7 @@ class TokenServer:
                     return None, False
                 return (user, True) if server_ref.users.get(user) == password else (None, False)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
                 user, ok = self._user()
                 server_ref.requests.append({"method": "GET", "user": user, "query": query,
@@ -179,7 +181,7 @@ class TokenServer:
                     body["refresh_token"] = refresh
                 self._answer(200, body)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 form = urllib.parse.parse_qs(self.rfile.read(length).decode())
                 server_ref.requests.append({"method": "POST", "form": {k: v for k, v in form.items()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,7 +24,11 @@ from engine.registry.service import RegistryService
 from engine.store.importer import import_rootfs
 from engine.store.layout import ImageStore, ResolvedImage
 from tests.images import have_busybox, make_busybox_tar
-from tests.registryfixtures import RunningRegistry, basic_registry, open_registry, token_registry  # noqa: F401
+
+if TYPE_CHECKING:
+    from tests.registryfixtures import RunningRegistry
+
+pytest_plugins = ["tests.registryfixtures"]
 
 pytestmark = [pytest.mark.registry,
               pytest.mark.skipif(not have_busybox(), reason="busybox-static is not installed")]
@@ -146,7 +151,7 @@ async def test_missing_things_give_spec_error_codes(open_registry: RunningRegist
 
 
 async def test_connection_refused_names_the_registry(tmp_path: Path) -> None:
-    from tests.registryfixtures import free_port
+    from tests.registryfixtures import free_port  # noqa: PLC0415
 
     host = f"127.0.0.1:{free_port()}"
     async with RegistryClient(host) as client:
