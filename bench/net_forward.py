@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -144,6 +145,7 @@ def main() -> None:
         if proc is not None and proc.poll() is None:
             proc.kill()
         net.destroy()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":
