@@ -10,6 +10,7 @@ from engine.config import EngineConfig
 
 if TYPE_CHECKING:
     from engine.build.service import BuildService
+    from engine.watch.loop import WatchLoop, WatchOptions
     from engine.registry.service import RegistryService
     from engine.runtime.service import ContainerService
     from engine.store.service import ImageService
@@ -48,3 +49,9 @@ class Engine:
         from engine.registry.service import RegistryService
 
         return RegistryService(self.config, store=self.images.store)
+
+    def watch(self, options: WatchOptions) -> WatchLoop:
+        """A watch-and-rebuild loop; iterate ``loop.run()`` for its events, ``loop.stop()`` to end it."""
+        from engine.watch.loop import WatchLoop
+
+        return WatchLoop(self, options)
