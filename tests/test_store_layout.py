@@ -233,3 +233,12 @@ def test_fsck_finds_corruption_and_missing_blobs_and_repairs(store: ImageStore) 
     for name in ("localhost/bad:1", "localhost/gone:1"):
         with pytest.raises(ImageNotFoundError):
             store.resolve(name)
+
+
+def test_a_short_name_another_tool_wrote_can_be_removed(store: ImageStore) -> None:
+    image = import_files(store, "localhost/a:1", {"a": b"a"})
+    store.update_index(lambda items: [*items, items[0].with_annotations(
+        {"org.opencontainers.image.ref.name": "short"})])  # what `skopeo copy ... oci:STORE:short` writes
+    assert store.resolve("short").id == image.id
+    assert store.remove("short") == ["Untagged: short"]
+    assert store.resolve("localhost/a:1").names == ("localhost/a:1",)

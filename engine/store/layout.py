@@ -390,6 +390,10 @@ class ImageStore:
         with contextlib.suppress(InvalidReferenceError):
             ref = Reference.parse(text)
             by_name = str(ref) in image.names and ref.digest is None
+        if not by_name and text in image.names and len(image.names) > 1:
+            # a name another tool wrote as is (skopeo's ``oci:store:short``): untag exactly that entry
+            self.update_index(lambda items: [i for i in items if i.annotations.get(REF_NAME) != text])
+            return [f"Untagged: {text}"]
         if by_name:
             ref = Reference.parse(text)
             if len(image.names) > 1:
