@@ -30,12 +30,11 @@ def watch(tag: str | None, dockerfile: str | None, build_args: tuple[str, ...], 
           publish: tuple[str, ...], env: tuple[str, ...], volumes: tuple[str, ...], name: str | None,
           config_file: str | None, keep: bool, context: str) -> None:
     """Watch CONTEXT: rebuild with the cache on change, start the new container, swap the ports."""
+    from cli.build import _pairs
     from engine import events as ev
     from engine.build.builder import BuildOptions
     from engine.runtime.options import RunOptions, parse_volume
     from engine.watch.loop import WatchLoop, WatchOptions
-
-    from cli.build import _pairs
 
     root = Path(context).resolve()
     base = name or (root.name.lower().replace("_", "-") or "app")
