@@ -102,7 +102,7 @@ async def download_blob(
                             f"downloading {digest.short} from {client.registry} failed repeatedly: "
                             f"{_transport_reason(exc)}") from exc
                     progress.update(writer.bytes_written, "retrying", force=True)
-                    await asyncio.sleep(min(0.1 * (2 ** failures), 5.0))
+                    await asyncio.sleep(min(client.backoff * (2 ** failures), 5.0))
                     continue
                 moved += writer.bytes_written - before
                 if writer.bytes_written < descriptor.size:

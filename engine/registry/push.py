@@ -198,7 +198,7 @@ class _Uploader:
                     f"uploading {digest.short} to {self.client.registry} failed {failures} times: {reason}"
                 ) from error
             progress.update(0, "retrying", force=True)
-            await asyncio.sleep(min(0.1 * (2 ** failures), 5.0))
+            await asyncio.sleep(min(self.client.backoff * (2 ** failures), 5.0))
 
 
 async def push_image(
