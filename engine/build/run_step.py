@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from engine.errors import ContainerRuntimeError, from_os_error
 from engine.runtime.cgroups import detect_mode
+from engine.runtime.manager import hard_limits
 from engine.runtime.options import RunOptions
 from engine.runtime.runc import OciRuntime, last_error
 from engine.runtime.snapshots import prepare_rootfs, release_rootfs
@@ -23,17 +23,6 @@ from engine.runtime.userdb import lookup_user_in_rootfs
 
 # What runc creates in a root filesystem when it is missing: removed again from a RUN's changes.
 MOUNT_STUBS = ("/proc", "/sys", "/dev", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/etc")
-
-_RLIMITS = {"RLIMIT_NOFILE": resource.RLIMIT_NOFILE, "RLIMIT_NPROC": resource.RLIMIT_NPROC}
-
-
-def hard_limits() -> dict[str, int | None]:
-    out: dict[str, int | None] = {}
-    for name, kind in _RLIMITS.items():
-        hard = resource.getrlimit(kind)[1]
-        out[name] = None if hard == resource.RLIM_INFINITY else hard
-    return out
-
 
 @dataclass(frozen=True, slots=True)
 class RunRequest:
