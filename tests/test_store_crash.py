@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from engine.store.archives import save_images, write_output
 from engine.store.layout import ImageStore
 from tests.store_helpers import import_files, layer_tar
@@ -38,7 +36,6 @@ def _temp_files(store: ImageStore) -> list[str]:
     return [p.name for p in store.ingest_dir.iterdir()] + [p.name for p in store.root.glob(".index.json.tmp-*")]
 
 
-@pytest.mark.slow
 def test_sigkill_during_import_and_load_leaves_a_clean_store(tmp_path: Path) -> None:
     seed = int(os.environ.get("DOCKYARD_CRASH_SEED") or time.time_ns() % 2**32)
     print(f"crash test seed: {seed} (DOCKYARD_CRASH_SEED={seed} replays it)")
