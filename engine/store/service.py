@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from engine.config import EngineConfig
-from engine.errors import ImageNotFoundError
+from engine.errors import ImageNotFoundError, InvalidInputError, NotFoundError, from_os_error
 from engine.oci.reference import Reference
 from engine.store import inspect as views
 from engine.store.archives import LoadedImage
 from engine.store.layout import FsckReport, GcReport, ImageStore, ResolvedImage
 from engine.summaries import ImageSummary, LayerSummary
+
+if TYPE_CHECKING:
+    from engine.archive.changes import ImageChanges
 
 
 class ImageService:
@@ -104,3 +108,50 @@ class ImageService:
                 export_image(self.store, name, output)
 
         await asyncio.to_thread(work)
+
+    # ---- layer files (the TUI's dive-like browser) ------------------------------------------------------
+
+    async def layer_changes(self, name: str) -> ImageChanges:
+        """What each layer adds, changes and deletes, and the bytes later layers waste."""
+        from engine.archive.changes import image_layer_changes
+
+        image = await self.get(name)
+
+        def work() -> ImageChanges:
+            with ExitStack() as stack:
+                streams = (cast(BinaryIO, stack.enter_context(self.store.open_blob(layer.digest)))
+                           for layer in image.manifest.layers)
+                return image_layer_changes(streams)
+
+        return await asyncio.to_thread(work)
+
+    async def export_file(self, name: str, layer: int, path: str, dest: Path) -> int:
+        """Write the regular file ``path`` as layer ``layer`` (0-based, manifest order) stores it to ``dest``."""
+        from engine.archive.fstree import classify
+        from engine.archive.reader import LayerReader
+
+        image = await self.get(name)
+        layers = image.manifest.layers
+        if not 0 <= layer < len(layers):
+            raise NotFoundError(f"{name} has no layer {layer} (it has {len(layers)})")
+        wanted = tuple(p for p in path.split("/") if p)
+
+        def work() -> int:
+            with self.store.open_blob(layers[layer].digest) as blob, LayerReader(cast(BinaryIO, blob)) as reader:
+                for member in reader:
+                    kind, parts = classify(member.name)
+                    if kind != "entry" or parts != wanted:
+                        continue
+                    if not member.isreg():
+                        raise InvalidInputError(f"{path} in layer {layer} is not a regular file")
+                    written = 0
+                    try:
+                        with open(dest, "wb") as out:
+                            for chunk in reader.chunks(member):
+                                written += out.write(chunk)
+                    except OSError as exc:
+                        raise from_os_error(exc, f"cannot write {dest}") from exc
+                    return written
+            raise NotFoundError(f"{path} is not in layer {layer} of {name}")
+
+        return await asyncio.to_thread(work)
