@@ -10,10 +10,10 @@ from engine.config import EngineConfig
 
 if TYPE_CHECKING:
     from engine.build.service import BuildService
-    from engine.watch.loop import WatchLoop, WatchOptions
     from engine.registry.service import RegistryService
     from engine.runtime.service import ContainerService
     from engine.store.service import ImageService
+    from engine.watch.loop import WatchLoop, WatchOptions
 
 
 class Engine:
