@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.errors import ContainerRuntimeError
+from engine.runtime.record import socket_path
 
 FRAME = struct.Struct(">BI")
 T_STDIN, T_STDOUT, T_STDERR, T_EXIT, T_STDIN_EOF, T_RESIZE = 0, 1, 2, 3, 5, 6
@@ -26,7 +27,8 @@ class AttachClient:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self.sock.settimeout(timeout)
         try:
-            self.sock.connect(str(path))
+            with socket_path(path) as where:
+                self.sock.connect(where)
         except OSError as exc:
             self.sock.close()
             raise ContainerRuntimeError(

@@ -28,11 +28,13 @@ import functools
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import threading
 import time
@@ -40,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.runtime.logs import LogWriter
-from engine.runtime.record import ContainerDir, ContainerRecord, HealthState, now_rfc3339
+from engine.runtime.record import ContainerDir, ContainerRecord, HealthState, now_rfc3339, socket_path
 from engine.runtime.runc import OciRuntime, exit_code_from_status, last_error
 
 FRAME = struct.Struct(">BI")
@@ -144,7 +146,8 @@ class Monitor:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         old = os.umask(0o177)
         try:
-            listener.bind(str(self.cdir.attach_socket))
+            with socket_path(self.cdir.attach_socket) as where:
+                listener.bind(where)
         finally:
             os.umask(old)
         listener.listen(16)
@@ -157,11 +160,12 @@ class Monitor:
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         child_fds: list[int] = [err_w]
         console: socket.socket | None = None
+        console_dir: str | None = None
         if self.tty:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.cdir.console_socket)
+            console_dir = tempfile.mkdtemp(prefix="dockyard-console-")  # short: sun_path holds 108 bytes
+            console_path = Path(console_dir) / "console.sock"
             console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-            console.bind(str(self.cdir.console_socket))
+            console.bind(str(console_path))
             console.listen(1)
             stdio = (devnull, devnull, err_w)
         else:
@@ -178,7 +182,7 @@ class Monitor:
             self.out_fds[out_r] = "stdout"
             self.out_fds[err_r] = "stderr"
         args = self.runtime.create_args(self.cdir.id, self.cdir.bundle, self.cdir.pid_file,
-                                        self.cdir.console_socket if self.tty else None)
+                                        console_path if console_dir is not None else None)
         proc = subprocess.Popen(args, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
                                 cwd=str(self.cdir.path), close_fds=True)
         if console is not None:
@@ -189,8 +193,8 @@ class Monitor:
         os.close(devnull)
         if console is not None:
             console.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.cdir.console_socket)
+        if console_dir is not None:
+            shutil.rmtree(console_dir, ignore_errors=True)
         if rc != 0:
             os.set_blocking(err_r, False)
             detail = b""

@@ -117,6 +117,20 @@ class ContainerRecord:
         return cls(**data)
 
 
+@contextlib.contextmanager
+def socket_path(path: Path) -> Iterator[str]:
+    """A path to bind or connect a unix socket at ``path`` even when it is longer than sun_path's 108
+    bytes (deep DOCKYARD_ROOTs): the directory is reached through ``/proc/self/fd/<dir fd>``."""
+    if len(os.fsencode(path)) < 100:
+        yield str(path)
+        return
+    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}/{path.name}"
+    finally:
+        os.close(fd)
+
+
 class ContainerDir:
     """The paths of one container's state directory."""
 
