@@ -23,12 +23,13 @@ from engine.archive.layer_writer import directory_items, overlay_upper_items
 from engine.build import instructions as ins
 from engine.build.cache import BuildCache, CacheEntry, step_key
 from engine.build.context import BuildContext, read_ignore_patterns
-from engine.build.copy_step import Stager, download, is_archive, is_url, make_plan
+from engine.build.copy_step import CopyPlan, Stager, download, is_archive, is_url, make_plan
 from engine.build.dockerfile import parse_ast, parse_dockerfile
 from engine.build.plan import StagePlan, plan_build, predefined_args, resolve_meta_args
 from engine.build.rootfs import BuildFilesystems, remove_tree
 from engine.build.run_step import RunRequest, run_step
 from engine.build.state import (
+    BUILDKIT_SUFFIX,
     CONFIG_INSTRUCTIONS,
     StageState,
     apply_config_instruction,
@@ -41,6 +42,7 @@ from engine.oci.models import Descriptor, ImageConfig, Manifest
 from engine.oci.platform import Platform
 from engine.oci.reference import Reference
 from engine.runtime.runc import OciRuntime
+from engine.runtime.userdb import lookup_user_in_rootfs, resolve_in_root
 from engine.store.layout import ImageStore, ResolvedImage
 
 Emit = Callable[[ev.Event], None]
@@ -177,6 +179,7 @@ class _Run:
         self.epoch = epoch
         self.emit = emit
         self.step = 0
+        self.step_line: int | None = None
         self.total = sum(1 + len(p.stage.instructions) for p in plans)
         self.histories: dict[int, list[dict[str, object]]] = {}
         self.results: dict[int, _StageResult] = {}
@@ -197,7 +200,10 @@ class _Run:
         elif plan.base.lower() == "scratch":
             state, key, history = StageState.scratch(Platform.host()), step_key("", "scratch"), []
         else:
-            image = await self.b.resolve_image(plan.base, Platform.host())
+            try:
+                image = await self.b.resolve_image(plan.base, Platform.host())
+            except EngineError as exc:
+                raise self._located(exc, stage.from_.line) from exc
             state = StageState.from_image(image.manifest.layers, image.config)
             key = step_key("", "image", str(image.id))
             history = list(state.history)
@@ -220,16 +226,38 @@ class _Run:
         except DockerfileError as exc:
             raise BuildError(f"base image ONBUILD trigger {trigger!r}: {exc.problem}") from None
         self.emit(ev.StepLog(self.step, f"running ONBUILD trigger: {trigger}"))
-        return await self._execute(instruction, state, key, history, stage_name)
+        return await self._guarded(instruction, state, key, history, stage_name, self.step_line)
 
     def _start(self, instruction: ins.Instruction, stage_name: str) -> None:
         self.step += 1
+        self.step_line = instruction.line
         self.emit(ev.StepStarted(self.step, self.total, stage_name, instruction.original, instruction.line))
 
     async def _instruction(self, instruction: ins.Instruction, state: StageState, key: str,
                            history: list[dict[str, object]], stage_name: str) -> str:
         self._start(instruction, stage_name)
-        return await self._execute(instruction, state, key, history, stage_name)
+        return await self._guarded(instruction, state, key, history, stage_name, instruction.line)
+
+    async def _guarded(self, instruction: ins.Instruction, state: StageState, key: str,
+                       history: list[dict[str, object]], stage_name: str, line: int | None) -> str:
+        """Run one instruction; a failure becomes a StepFailed event and an error naming file and line."""
+        try:
+            return await self._execute(instruction, state, key, history, stage_name)
+        except BuildStepError:
+            raise  # RUN failures already carry file, line, exit code and output
+        except EngineError as exc:
+            located = self._located(exc, line)
+            self.emit(ev.StepFailed(self.step, str(located)))
+            raise located from exc
+
+    def _located(self, exc: EngineError, line: int | None) -> EngineError:
+        """``exc`` with ``Dockerfile:LINE: `` in front unless it already names the file."""
+        filename = self.dockerfile.filename
+        message = str(exc)
+        if isinstance(exc, DockerfileError) or message.startswith(f"{filename}:"):
+            return exc
+        where = f"{filename}:{line}" if line is not None else filename
+        return BuildError(f"{where}: {message}")
 
     # ---- one instruction -------------------------------------------------------------------------
 
@@ -253,6 +281,8 @@ class _Run:
                     state.build_args[definition.name] = value
             self.emit(ev.StepFinished(step, True, time.monotonic() - t0))
             return step_key(key, "ARG", sorted(state.build_args.items()))
+        if isinstance(expanded, ins.WorkdirInstruction):
+            return await self._workdir(expanded, state, key, history, t0)
         if isinstance(expanded, CONFIG_INSTRUCTIONS):
             created_by = apply_config_instruction(state, expanded)
             new_key = step_key(key, "CONFIG", created_by)
@@ -290,6 +320,49 @@ class _Run:
         state.layers.append((entry.layer, entry.diff_id))
         history.append({"created": self._created(entry.created), "created_by": entry.created_by})
         self.emit(ev.StepFinished(self.step, cached, time.monotonic() - t0, entry.layer.size))
+
+    # ---- WORKDIR -----------------------------------------------------------------------------------
+
+    async def _workdir(self, workdir: ins.WorkdirInstruction, state: StageState, key: str,
+                       history: list[dict[str, object]], t0: float) -> str:
+        """WORKDIR sets the config and, as BuildKit does, creates the directory (owned by USER) when the
+        image lacks it: a small layer then, else an empty-layer history entry."""
+        created_by = apply_config_instruction(state, workdir) + BUILDKIT_SUFFIX
+        new_key = step_key(key, "WORKDIR", created_by, state.user)
+        entry = None if self.options.no_cache else self.b.cache.get(new_key)
+        if entry is not None and entry.layer is not None and self.b.store.has_blob(entry.layer.digest):
+            self._add_layer(state, history, entry, True, t0)
+            return new_key
+        if entry is not None and entry.layer is None:
+            history.append({"created": self._created(entry.created), "created_by": created_by, "empty_layer": True})
+            self.emit(ev.StepFinished(self.step, True, time.monotonic() - t0))
+            return new_key
+        path = state.workdir
+        staging = self.b.fs.workdir("copy")
+        try:
+            with self.b.fs.merged(state.layers) as rootfs:
+                if path == "/" or resolve_in_root(rootfs, path).is_dir():
+                    entry = CacheEntry(None, None, self._now(), created_by)
+                else:
+                    owner = lookup_user_in_rootfs(rootfs, state.user) if state.user else None
+                    uid, gid = (owner.uid, owner.gid) if owner else (0, 0)
+                    stager = Stager(staging, rootfs, CopyPlan(path, True, uid, gid, None))
+                    stager.add_directory(path)
+                    layer, diff_id, _ = self.b.fs.commit(
+                        directory_items(staging), staging, state.diff_ids, mtime_clamp=self.epoch,
+                        compression=self.options.compression,
+                    )
+                    entry = CacheEntry(layer, diff_id, self._now(), created_by)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        self.b.cache.put(new_key, entry)
+        if entry.layer is None:
+            history.append({"created": self._created(entry.created), "created_by": created_by, "empty_layer": True})
+            self.emit(ev.StepFinished(self.step, False, time.monotonic() - t0))
+        else:
+            self._add_layer(state, history, entry, False, t0)
+        return new_key
 
     # ---- RUN ---------------------------------------------------------------------------------------
 
@@ -448,8 +521,6 @@ class _Run:
         source_context = BuildContext(root)
         for source in sources:
             clean = posixpath.normpath("/" + source).lstrip("/")
-            from engine.runtime.userdb import resolve_in_root
-
             resolved = resolve_in_root(root, clean)
             rel = str(resolved.relative_to(root)) if resolved != root else ""
             for top in source_context.select(rel if not any(c in clean for c in "*?[") else clean):

@@ -62,6 +62,12 @@ def dest_path(dest: str, workdir: str) -> str:
     return normal
 
 
+def _in_image(rootfs: Path, path: str) -> str:
+    """``path`` with the image's symlinks resolved inside the image (as docker copies through them)."""
+    resolved = resolve_in_root(rootfs, path)
+    return "/" + str(resolved.relative_to(rootfs)) if resolved != rootfs else "/"
+
+
 def make_plan(dest: str, workdir: str, n_sources: int, rootfs: Path, chown: str | None,
               chmod: str | None) -> CopyPlan:
     path = dest_path(dest, workdir)
@@ -69,6 +75,11 @@ def make_plan(dest: str, workdir: str, n_sources: int, rootfs: Path, chown: str 
     if not is_dir:
         existing = resolve_in_root(rootfs, path)
         is_dir = existing.is_dir() and not existing.is_symlink()
+    if is_dir:
+        path = _in_image(rootfs, path.rstrip("/") or "/")
+    else:
+        parent, name = posixpath.split(path)
+        path = posixpath.join(_in_image(rootfs, parent or "/"), name)
     uid, gid = resolve_chown(rootfs, chown)
     return CopyPlan(path.rstrip("/") or "/", is_dir, uid, gid, parse_chmod(chmod))
 
@@ -103,7 +114,8 @@ class Stager:
                     continue
             except OSError:
                 pass
-            os.chmod(here, 0o755)
+            os.chmod(here, 0o755)  # a directory the image lacks: owned like the copy, as BuildKit makes it
+            os.chown(here, self.plan.uid, self.plan.gid)
 
     def _dest_dir_parts(self) -> list[str]:
         return [p for p in self.plan.dest.split("/") if p]
@@ -174,6 +186,13 @@ class Stager:
                     self._place(entry.path, target)
             return
         self.add_file(top.path, posixpath.basename(top.rel) or "file")
+
+    def add_directory(self, image_path: str) -> None:
+        """An empty directory at ``image_path`` (WORKDIR), owned per the plan, mode 0755."""
+        target = self._target(image_path)
+        target.mkdir(exist_ok=True)
+        os.chmod(target, 0o755)
+        self._own(target)
 
     def add_content(self, name: str, data: str) -> None:
         """A heredoc source (``COPY <<EOF /path``)."""

@@ -19,6 +19,7 @@ from engine.oci.models import Descriptor, ImageConfig
 from engine.oci.platform import Platform
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUILDKIT_SUFFIX = " # buildkit"
 
 
@@ -37,7 +38,9 @@ class StageState:
 
     @classmethod
     def scratch(cls, platform: Platform) -> StageState:
-        return cls(config={}, layers=[], history=[], platform=platform, base="scratch")
+        # BuildKit's empty image: a default PATH and "/" as the working directory
+        return cls(config={"Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"}, layers=[], history=[],
+                   platform=platform, base="scratch")
 
     @classmethod
     def from_image(cls, manifest_layers: tuple[Descriptor, ...], config: ImageConfig) -> StageState:
