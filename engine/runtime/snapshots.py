@@ -171,14 +171,13 @@ def prepare_rootfs(lowerdirs: Sequence[Path | str], upper: Path | str | None, wo
     try:
         for path in (target, *(p for p in (upper, work) if p is not None)):
             os.makedirs(path, exist_ok=True)
-        if not lowers:
-            empty = os.path.join(str(work or target) + ".empty")
-            os.makedirs(empty, exist_ok=True)
-            lowers = [empty]
         upper_s = str(upper) if upper is not None else None
         work_s = str(work) if work is not None else None
-        if upper_s is None and len(lowers) == 1:
-            lowers = [lowers[0], lowers[0]]  # overlay needs two lowers without an upper
+        if not lowers or (upper_s is None and len(lowers) == 1):
+            # overlay needs a lowerdir, and two of them without an upper dir: add an empty one at the bottom
+            empty = target.rstrip("/") + ".empty"
+            os.makedirs(empty, exist_ok=True)
+            lowers = [empty, *lowers]
         data = overlay_options(lowers, upper_s, work_s)
         flags = MS_RDONLY if upper_s is None else 0
         if len(data) <= MOUNT_DATA_LIMIT:
