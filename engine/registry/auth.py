@@ -122,7 +122,7 @@ class Authenticator:
     async def fetch_token(self, http: httpx.AsyncClient, scopes: tuple[str, ...], *, offline: bool = False) -> Token:
         assert self.challenge is not None
         realm = self.challenge.params.get("realm")
-        if not realm or not realm.startswith(("http://", "https://")):
+        if not realm or not realm.startswith(("http://", "https://")) or not _valid_url(realm):
             raise AuthenticationError(f"{self.registry} sent a Bearer challenge without a usable realm")
         service = self.challenge.params.get("service")
         wanted = merge_scopes(scopes)
@@ -192,6 +192,14 @@ class Authenticator:
         if status != 200:
             raise RegistryError(f"the token service of {self.registry} answered HTTP {status}", status=status)
         return parse_token_response(body)
+
+
+def _valid_url(url: str) -> bool:
+    """True when httpx can send to ``url`` (a hostile realm such as ``http://[::1`` must not escape as InvalidURL)."""
+    try:
+        return bool(httpx.URL(url).host)
+    except httpx.InvalidURL:
+        return False
 
 
 def _transport_reason(exc: BaseException) -> str:

@@ -40,7 +40,7 @@ class RegistryService:
         self._store = store
         self.docker_config = docker_config or DockerConfig()
         self.insecure: set[str] = set()  # registries given with --insecure for this process
-        self._clients: dict[tuple[str, int], RegistryClient] = {}
+        self._clients: dict[str, tuple[asyncio.AbstractEventLoop, RegistryClient]] = {}
 
     @property
     def store(self) -> ImageStore:
@@ -51,20 +51,25 @@ class RegistryService:
     async def client(self, registry: str) -> RegistryClient:
         """The shared client for ``registry`` on the running loop (credentials from docker's config)."""
         name = normalize_registry(registry)
-        key = (name, id(asyncio.get_running_loop()))
-        existing = self._clients.get(key)
-        if existing is not None:
-            return existing
+        loop = asyncio.get_running_loop()
+        existing = self._clients.get(name)
+        if existing is not None and existing[0] is loop:
+            return existing[1]
         credential = await asyncio.to_thread(self.docker_config.get, name)
         made = RegistryClient(name, credential=credential, insecure=self.config.insecure_registries,
                               force_insecure=name in self.insecure)
-        self._clients[key] = made
+        self._clients[name] = (loop, made)  # a client of a finished loop is dropped, not reused
         return made
 
+    async def _forget(self, name: str) -> None:
+        entry = self._clients.pop(name, None)
+        if entry is not None and entry[0] is asyncio.get_running_loop():
+            await entry[1].aclose()
+
     async def aclose(self) -> None:
-        loop = id(asyncio.get_running_loop())
-        for key in [k for k in self._clients if k[1] == loop]:
-            await self._clients.pop(key).aclose()
+        """Close the clients of the running loop (the CLI calls it once per command)."""
+        for name in list(self._clients):
+            await self._forget(name)
 
     # ---- transfers ----------------------------------------------------------------------------------
 
@@ -114,14 +119,12 @@ class RegistryService:
         if credential.identity_token:
             credential = Credential(username, "", credential.identity_token)
         where = await asyncio.to_thread(self.docker_config.store, name, credential)
-        for key in [k for k in self._clients if k[0] == name]:
-            await self._clients.pop(key).aclose()
+        await self._forget(name)
         return where
 
     async def logout(self, registry: str) -> bool:
         name = normalize_registry(registry)
-        for key in [k for k in self._clients if k[0] == name]:
-            await self._clients.pop(key).aclose()
+        await self._forget(name)
         return await asyncio.to_thread(self.docker_config.erase, name)
 
     async def known_registries(self) -> list[str]:
