@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -11,6 +16,35 @@ from cli.main import get_engine, run
 
 def register(group: click.Group) -> None:
     group.add_command(watch)
+
+
+@contextlib.contextmanager
+def _quit_key(stop: Any) -> Iterator[None]:
+    """While the loop runs, ``q`` on a terminal stops it (Ctrl-C always does)."""
+    import asyncio
+
+    if not sys.stdin.isatty():
+        yield
+        return
+    import termios
+    import tty
+
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+    loop = asyncio.get_running_loop()
+
+    def on_key() -> None:
+        with contextlib.suppress(OSError):
+            if os.read(fd, 32).lower().startswith(b"q"):
+                stop()
+
+    loop.add_reader(fd, on_key)
+    try:
+        yield
+    finally:
+        loop.remove_reader(fd)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 @click.command("watch")
@@ -25,40 +59,46 @@ def register(group: click.Group) -> None:
 @click.option("--config", "config_file", type=click.Path(), default=None,
               help="Watch rules (default CONTEXT/dockyard.toml, or compose develop.watch).")
 @click.option("--keep", is_flag=True, help="Leave the last container running when the loop stops.")
+@click.option("--ready-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds a new container gets to pass its HEALTHCHECK or accept on the first port.")
 @click.argument("context", default=".")
 def watch(tag: str | None, dockerfile: str | None, build_args: tuple[str, ...], target: str | None,
           publish: tuple[str, ...], env: tuple[str, ...], volumes: tuple[str, ...], name: str | None,
-          config_file: str | None, keep: bool, context: str) -> None:
-    """Watch CONTEXT: rebuild with the cache on change, start the new container, swap the ports."""
+          config_file: str | None, keep: bool, ready_timeout: float, context: str) -> None:
+    """Watch CONTEXT: rebuild with the cache on change, start the new container, swap the ports.
+
+    Press q (or Ctrl-C) to stop; the container is removed unless --keep."""
+    from dataclasses import replace
+
     from cli.build import _pairs
     from engine import events as ev
-    from engine.build.builder import BuildOptions
-    from engine.runtime.options import RunOptions, parse_volume
-    from engine.watch.loop import WatchLoop, WatchOptions
+    from engine.runtime.options import parse_volume
+    from engine.watch.service import options_for
+    from engine.watch.state import WatchFailed
 
-    root = Path(context).resolve()
-    base = name or (root.name.lower().replace("_", "-") or "app")
-    build = BuildOptions(context=root, dockerfile=Path(dockerfile) if dockerfile else None,
-                         tags=(tag or f"{base}-dev:latest",), build_args=_pairs(build_args, "--build-arg"),
-                         target=target)
-    options = WatchOptions(
-        build=build,
-        run=RunOptions(publish=publish, env=env, volumes=tuple(parse_volume(v) for v in volumes)),
-        name=base, keep=keep, config_file=Path(config_file) if config_file else None,
-    )
-    loop = WatchLoop(get_engine(), options)
+    options = options_for(Path(context), tag=tag, ports=publish, name=name,
+                          dockerfile=Path(dockerfile) if dockerfile else None, keep=keep,
+                          config_file=Path(config_file) if config_file else None,
+                          build_args=dict(_pairs(build_args, "--build-arg")), target=target, env=env)
+    options = replace(options, ready_timeout=ready_timeout,
+                      run=replace(options.run, volumes=tuple(parse_volume(v) for v in volumes)))
+    loop = get_engine().watch(options)
 
     async def go() -> None:
-        async for event in loop.run():
-            if isinstance(event, ev.WatchStatus):
-                took = f" ({event.seconds:.2f}s)" if event.seconds is not None else ""
-                click.echo(f"[{event.phase}] {event.detail}{took}")
-            elif isinstance(event, ev.StepStarted):
-                click.echo(f"  STEP {event.step}/{event.total}: {event.instruction}")
-            elif isinstance(event, ev.StepFailed):
-                click.echo(f"  error: {event.message}", err=True)
-                for line in event.last_lines[-5:]:
-                    click.echo(f"    {line}", err=True)
+        with _quit_key(loop.stop):
+            async for event in loop.run():
+                if isinstance(event, ev.WatchStatus):
+                    if event.phase == "building" and event.detail.startswith("step "):
+                        continue  # the StepStarted line says it
+                    took = f" ({event.seconds:.2f}s)" if event.seconds is not None else ""
+                    click.echo(f"[{event.phase}] {event.detail}{took}", err=event.phase == "failed")
+                    if isinstance(event, WatchFailed):
+                        for line in event.last_lines[-5:]:
+                            click.echo(f"    {line}", err=True)
+                elif isinstance(event, ev.StepStarted):
+                    click.echo(f"  STEP {event.step}/{event.total}: {event.instruction}")
+                elif isinstance(event, ev.StepLog):
+                    click.echo(f"    {event.line}")
 
     try:
         run(go())

@@ -4,7 +4,7 @@ for the part it touches (start-up time matters: ``dockyard run`` is a fresh proc
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.config import EngineConfig
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from engine.registry.service import RegistryService
     from engine.runtime.service import ContainerService
     from engine.store.service import ImageService
-    from engine.watch.loop import WatchLoop, WatchOptions
+    from engine.watch.service import WatchService
 
 
 class Engine:
@@ -41,7 +41,8 @@ class Engine:
         pull = None
         registry = getattr(type(self), "registry", None)
         if registry is not None:
-            pull = self.registry.pull
+            def pull(name: str, platform: Any) -> Any:  # the registry client loads only when a base is missing
+                return self.registry.pull(name, platform)
         return BuildService(self.config, self.images.store, pull)
 
     @cached_property
@@ -50,8 +51,9 @@ class Engine:
 
         return RegistryService(self.config, store=self.images.store)
 
-    def watch(self, options: WatchOptions) -> WatchLoop:
-        """A watch-and-rebuild loop; iterate ``loop.run()`` for its events, ``loop.stop()`` to end it."""
-        from engine.watch.loop import WatchLoop
+    @cached_property
+    def watch(self) -> WatchService:
+        """Watch loops: ``engine.watch(options)`` -> WatchLoop (iterate ``loop.run()``, ``loop.stop()``)."""
+        from engine.watch.service import WatchService
 
-        return WatchLoop(self, options)
+        return WatchService(self)

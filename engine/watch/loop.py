@@ -2,32 +2,41 @@
 
 The host ports of a watched app are bound once, by this loop's own forwarder, and point at whichever
 container is current: a swap retargets the forwarder (listeners stay open), then stops the old
-container, so the mapped port keeps answering throughout. Containers run on the bridge network
-without host ports of their own. A failed build, or a new container that never gets ready, leaves
-the last good one serving.
+container in the background, so the mapped port keeps answering throughout. Containers run on the
+bridge network without host ports of their own. A failed build, or a new container that never gets
+ready, leaves the last good one serving.
+
+Three tasks share the work: a watcher feeds a :class:`ChangeBuffer`; one worker handles batches, one
+at a time (changes during a build queue exactly one more batch); ``run()`` yields the events both
+produce, as they happen.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from engine import events as ev
 from engine.build.builder import BuildOptions
-from engine.errors import EngineError, InvalidInputError, WatchError
+from engine.errors import BuildStepError, EngineError, InvalidInputError, WatchError
 from engine.runtime.options import RunOptions
-from engine.watch.rules import WatchPlan, WatchRule, is_noise, load_plan
+from engine.watch.changes import ChangeBuffer, change_filter
+from engine.watch.rules import WatchPlan, WatchRule, load_plan
+from engine.watch.state import Cycle, WatchCycle, WatchFailed, WatchState
 
-QUIET_MS = 250  # a burst ends after this long without a change
-CAP_MS = 1500  # ... or after this long in any case
+QUIET_MS = 200  # a burst ends after this long without a change
+CAP_MS = 1500  # ... or this long after its first change in any case
+WATCH_STEP_MS = 20  # how often the file watcher hands over what it saw
 READY_TIMEOUT = 30.0
+READY_POLL = 0.01
+RETIRE_TIMEOUT = 2.0  # seconds the old container gets to stop after a swap
+WATCH_LABEL = "dockyard.watch"
+INITIAL = "(initial build)"
 
 
 @dataclass(frozen=True)
@@ -41,79 +50,158 @@ class WatchOptions:
     quiet_ms: int = QUIET_MS
     cap_ms: int = CAP_MS
 
-
-@dataclass
-class _Current:
-    image_id: str | None = None
-    container: str | None = None
-    ip: str | None = None
-    generation: int = 0
-    history: list[tuple[str, float, str]] = field(default_factory=list)  # (outcome, seconds, image)
+    def __post_init__(self) -> None:
+        if self.quiet_ms <= 0 or self.cap_ms < self.quiet_ms:
+            raise InvalidInputError("watch: the quiet period must be positive and the cap at least as long")
+        if self.ready_timeout <= 0:
+            raise InvalidInputError("watch: the ready timeout must be positive")
 
 
 class WatchLoop:
+    """``async for event in loop.run(): ...``; ``loop.stop()`` ends it; ``loop.current`` is a snapshot."""
+
     def __init__(self, engine: Any, options: WatchOptions) -> None:
         if options.build.context is None:
             raise InvalidInputError("watch needs a build context directory")
+        context = options.build.context.resolve()
+        if not context.is_dir():
+            raise InvalidInputError(f"watch: build context {options.build.context} is not a directory")
         self.engine = engine
         self.options = options
-        self.context = options.build.context.resolve()
+        self.context = context
         self.plan: WatchPlan = load_plan(self.context, options.config_file)
-        self.current = _Current()
         self.forwarder: Any = None
+        self._state = WatchState(context=str(context))
+        self._buffer = ChangeBuffer(options.quiet_ms / 1000, options.cap_ms / 1000)
+        self._wakeup = asyncio.Event()
         self._stop = asyncio.Event()
+        self._events: asyncio.Queue[ev.Event] = asyncio.Queue()
         self._retiring: set[asyncio.Task[None]] = set()
+        self._generation = 0
+
+    # ---- public -----------------------------------------------------------------------------------
+
+    @property
+    def current(self) -> WatchState:
+        """The loop's state right now (a frozen snapshot, safe to keep and compare)."""
+        return self._state
 
     def stop(self) -> None:
+        """End the loop after the step in progress (a build in progress is abandoned)."""
         self._stop.set()
+        self._wakeup.set()
 
-    # ---- the loop ---------------------------------------------------------------------------------
-
-    async def run(self) -> AsyncIterator[ev.Event]:
-        from engine.build.context import BuildContext, read_ignore_patterns
-
-        ignore = BuildContext(self.context, read_ignore_patterns(self.context, self.options.build.dockerfile))
+    async def run(self) -> AsyncGenerator[ev.Event, None]:
+        """Bind the ports, build and start, then follow changes until :meth:`stop` (or cancellation)."""
         self._bind_ports()
+        tasks: list[asyncio.Task[None]] = []
         try:
-            yield ev.WatchStatus("watching", str(self.context))
-            async for event in self._rebuild(("(initial build)",)):
-                yield event
-            async for batch in self._changes(ignore):
-                yield ev.WatchStatus("changed", f"{len(batch)} file(s)", files=tuple(batch))
-                rebuild, syncs = self.plan.classify(batch)
-                if rebuild or self.current.container is None:
-                    async for event in self._rebuild(tuple(batch)):
-                        yield event
-                else:
-                    async for event in self._sync(syncs):
-                        yield event
+            self._status("watching", str(self.context))
+            tasks = [asyncio.create_task(self._watch(), name="dockyard-watch-files"),
+                     asyncio.create_task(self._work(), name="dockyard-watch-work")]
+            stopped = asyncio.create_task(self._stop.wait())
+            try:
+                while True:
+                    getter = asyncio.ensure_future(self._events.get())
+                    done, _ = await asyncio.wait({getter, stopped, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+                    if getter in done:
+                        yield getter.result()
+                        continue
+                    getter.cancel()
+                    for task in tasks:
+                        error = task.exception() if task.done() and not task.cancelled() else None
+                        if error is not None:
+                            raise error
+                    break
+            finally:
+                stopped.cancel()
+            while not self._events.empty():
+                yield self._events.get_nowait()
         finally:
+            self._stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self._shutdown()
+        while not self._events.empty():
+            yield self._events.get_nowait()
 
-    async def _changes(self, ignore: Any) -> AsyncIterator[list[str]]:
+    # ---- events and state ---------------------------------------------------------------------------
+
+    def _emit(self, event: ev.Event) -> None:
+        self._events.put_nowait(event)
+
+    def _status(self, phase: str, detail: str = "", **fields: Any) -> None:
+        self._state = replace(self._state, phase=phase, detail=detail)
+        self._emit(ev.WatchStatus(phase, detail, **fields))
+
+    def _finish(self, cycle: Cycle) -> None:
+        self._state = replace(self._state, history=(*self._state.history, cycle), last_error=cycle.error)
+        self._emit(WatchCycle(cycle, self._state))
+
+    def _cycle(self, trigger: Sequence[str], kind: str, outcome: str, started: float, **fields: Any) -> Cycle:
+        return Cycle(len(self._state.history) + 1, tuple(trigger), kind, outcome, time.monotonic() - started,
+                     time.time(), container=self._state.container, **fields)
+
+    # ---- changes ----------------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
         import watchfiles
 
+        from engine.build.context import BuildContext, read_ignore_patterns
+
         dockerfile = (self.options.build.dockerfile or self.context / "Dockerfile").resolve()
+        ignore = BuildContext(self.context, read_ignore_patterns(self.context, self.options.build.dockerfile))
+        relative = change_filter(self.context, dockerfile, ignore.is_ignored)
+        watched = [self.context] + ([dockerfile.parent] if not dockerfile.is_relative_to(self.context) else [])
 
         def wanted(_change: watchfiles.Change, path: str) -> bool:
-            absolute = Path(path)
-            if absolute == dockerfile:
-                return True
-            try:
-                rel = absolute.relative_to(self.context).as_posix()
-            except ValueError:
-                return False
-            return not is_noise(rel) and not ignore.is_ignored(rel)
+            return relative(path) is not None
 
         async for changes in watchfiles.awatch(
-            self.context, watch_filter=wanted, debounce=self.options.cap_ms, step=self.options.quiet_ms,
-            stop_event=self._stop, rust_timeout=1000, yield_on_timeout=False,
+            *watched, watch_filter=wanted, debounce=self.options.cap_ms, step=WATCH_STEP_MS,
+            stop_event=self._stop, rust_timeout=500, yield_on_timeout=False,
         ):
-            batch = sorted({Path(p).resolve().relative_to(self.context).as_posix()
-                            if Path(p).resolve().is_relative_to(self.context) else Path(p).name
-                            for _, p in changes})
-            if batch:
-                yield batch
+            paths = {rel for _, p in changes if (rel := relative(p)) is not None}
+            if ".dockerignore" in paths or f"{dockerfile.name}.dockerignore" in paths:
+                ignore = BuildContext(self.context, read_ignore_patterns(self.context, self.options.build.dockerfile))
+                relative = change_filter(self.context, dockerfile, ignore.is_ignored)
+            if self._buffer.add(paths, time.monotonic()):
+                self._state = replace(self._state, pending=self._buffer.pending)
+                self._wakeup.set()
+
+    async def _next_batch(self) -> tuple[str, ...] | None:
+        while not self._stop.is_set():
+            due = self._buffer.due_at()
+            if due is None:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            now = time.monotonic()
+            batch = self._buffer.take(now)
+            if batch is not None:
+                self._state = replace(self._state, pending=self._buffer.pending)
+                return batch
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), due - now)
+        return None
+
+    async def _work(self) -> None:
+        await self._rebuild((INITIAL,))
+        while (batch := await self._next_batch()) is not None:
+            if "dockyard.toml" in batch and self.options.config_file is None:
+                try:
+                    self.plan = load_plan(self.context)
+                except EngineError as exc:
+                    self._emit(WatchFailed("failed", f"dockyard.toml: {exc}", stage="config",
+                                           image_id=self._state.good_image_id, container_id=self._state.container))
+            self._status("changed", f"{len(batch)} file(s): {', '.join(batch[:5])}", files=batch)
+            rebuild, syncs = self.plan.classify(batch)
+            if rebuild or self._state.container is None:
+                await self._rebuild(batch)
+            else:
+                await self._sync(batch, syncs)
 
     # ---- ports ------------------------------------------------------------------------------------
 
@@ -124,8 +212,10 @@ class WatchLoop:
         mappings = [m for spec in self.options.run.publish for m in parse_publish(spec)]
         if not mappings:
             return
-        bound = bind_all(mappings)
+        bound = bind_all(mappings)  # PortInUseError before anything is built
         self.forwarder = Forwarder(bound, "127.0.0.1")
+        self._state = replace(self._state, ports=tuple(
+            f"{m.host_ip}:{m.host_port}->{m.container_port}/{m.protocol}" for m in bound.mappings))
 
     @property
     def mappings(self) -> list[Any]:
@@ -133,122 +223,185 @@ class WatchLoop:
 
     # ---- rebuild and swap ---------------------------------------------------------------------------
 
-    async def _rebuild(self, files: Sequence[str]) -> AsyncIterator[ev.Event]:
+    async def _rebuild(self, trigger: Sequence[str]) -> None:
         started = time.monotonic()
-        yield ev.WatchStatus("building", ", ".join(files[:5]))
-        image_id: str | None = None
+        self._status("building", ", ".join(trigger[:5]), files=tuple(trigger))
+        image_id = manifest = None
+        step: ev.StepStarted | None = None
+        failed: ev.StepFailed | None = None
         try:
             async for event in self.engine.builds.build(self.options.build):
-                yield event
-                if isinstance(event, ev.BuildFinished):
-                    image_id = event.image_id
+                self._emit(event)
+                if isinstance(event, ev.StepStarted):
+                    step = event
+                    self._status("building", f"step {event.step}/{event.total}: {event.instruction}")
+                elif isinstance(event, ev.StepFailed):
+                    failed = event
+                elif isinstance(event, ev.BuildFinished):
+                    image_id, manifest = event.image_id, event.manifest_digest
         except EngineError as exc:
-            self.current.history.append(("build failed", time.monotonic() - started, ""))
-            yield ev.WatchStatus("failed", f"build failed: {exc}", seconds=time.monotonic() - started,
-                                 image_id=self.current.image_id, container_id=self.current.container)
+            exit_code = failed.exit_code if failed else getattr(exc, "exit_code", None)
+            last_lines = failed.last_lines if failed else (exc.last_lines if isinstance(exc, BuildStepError) else ())
+            self._fail("build", f"build failed: {exc}", started, trigger, "build failed",
+                       step=failed.step if failed else (step.step if step else None),
+                       instruction=step.instruction if step else None, exit_code=exit_code, last_lines=last_lines)
             return
-        assert image_id is not None
-        if image_id == self.current.image_id and self.current.container is not None:
-            self.current.history.append(("unchanged", time.monotonic() - started, image_id))
-            yield ev.WatchStatus("ready", "image unchanged", image_id=image_id, container_id=self.current.container,
-                                 seconds=time.monotonic() - started)
+        if image_id is None:
+            self._fail("build", "build failed: the builder finished without an image", started, trigger,
+                       "build failed")
             return
-        async for event in self._swap(image_id, started):
-            yield event
+        build_seconds = time.monotonic() - started
+        self._state = replace(self._state, image_id=image_id, manifest_digest=manifest)
+        if image_id == self._state.good_image_id and self._state.container is not None:
+            self._status("ready", f"image unchanged, {self._state.container} keeps serving", image_id=image_id,
+                         container_id=self._state.container, seconds=time.monotonic() - started)
+            self._finish(self._cycle(trigger, "rebuild", "unchanged", started, image_id=image_id,
+                                     manifest_digest=manifest, build_seconds=build_seconds))
+            return
+        await self._swap(trigger, image_id, manifest, started, build_seconds)
 
-    async def _swap(self, image_id: str, started: float) -> AsyncIterator[ev.Event]:
-        self.current.generation += 1
-        name = f"{self.options.name}-{self.current.generation}"
+    def _fail(self, stage: str, detail: str, started: float, trigger: Sequence[str], outcome: str,
+              *, kind: str = "rebuild", **fields: Any) -> None:
+        seconds = time.monotonic() - started
+        if self._state.container is not None:
+            detail += f" ({self._state.container} keeps serving)"
+        self._state = replace(self._state, phase="failed", detail=detail)
+        self._emit(WatchFailed("failed", detail, files=tuple(trigger), image_id=self._state.good_image_id,
+                               container_id=self._state.container, seconds=seconds, stage=stage, **fields))
+        self._finish(self._cycle(trigger, kind, outcome, started, error=detail,
+                                 image_id=self._state.image_id if stage == "start" else None,
+                                 manifest_digest=self._state.manifest_digest if stage == "start" else None))
+
+    async def _next_name(self) -> str:
+        if self._generation == 0:  # continue after containers a previous loop left (--keep)
+            prefix = f"{self.options.name}-"
+            with contextlib.suppress(EngineError):
+                for summary in await self.engine.containers.list(all=True):
+                    tail = summary.name.removeprefix(prefix)
+                    if summary.name.startswith(prefix) and tail.isdigit():
+                        self._generation = max(self._generation, int(tail))
+        self._generation += 1
+        return f"{self.options.name}-{self._generation}"
+
+    async def _swap(self, trigger: Sequence[str], image_id: str, manifest: str | None, started: float,
+                    build_seconds: float) -> None:
+        name = await self._next_name()
         run_options = replace(self.options.run, name=name, detach=True, publish=(), publish_all=False,
-                              network="bridge", remove=False)
-        yield ev.WatchStatus("starting", name, image_id=image_id)
+                              remove=False, labels={**self.options.run.labels, WATCH_LABEL: self.options.name})
+        self._status("starting", name, image_id=image_id)
+        starting = time.monotonic()
         try:
             async for event in self.engine.containers.run(image_id, run_options, attach=False):
-                yield event
-            summary = await self.engine.containers.get(name)
-            ip = summary.ip_address
-            if not ip:
-                raise WatchError(f"container {name} has no address on the bridge network")
-            await self._wait_ready(name, ip, image_id)
+                self._emit(event)
+            ip = await self._wait_ready(name, image_id)
         except EngineError as exc:
+            exit_code, last_lines = await self._post_mortem(name)
             with contextlib.suppress(EngineError):
                 await self.engine.containers.remove(name, force=True)
-            self.current.history.append(("not ready", time.monotonic() - started, image_id))
-            yield ev.WatchStatus("failed", f"new container not ready: {exc}", image_id=self.current.image_id,
-                                 container_id=self.current.container, seconds=time.monotonic() - started)
+            self._fail("start", f"new container not ready: {exc}", started, trigger, "not ready",
+                       exit_code=exit_code, last_lines=last_lines)
             return
-        old = self.current.container
+        ready_seconds = time.monotonic() - starting
+        old = self._state.container
         if self.forwarder is not None:
-            if old is None:
-                self.forwarder.set_target(ip)
-                self.forwarder.start()
-            else:
-                self.forwarder.set_target(ip)
-        self.current.container, self.current.ip, self.current.image_id = name, ip, image_id
-        yield ev.WatchStatus("ready", name, image_id=image_id, container_id=name)
-        seconds = time.monotonic() - started
-        self.current.history.append(("swapped", seconds, image_id))
-        yield ev.WatchStatus("swapped", f"{old or '-'} -> {name}", image_id=image_id, container_id=name,
-                             seconds=seconds)
+            self.forwarder.set_target(ip)
+            self.forwarder.start()  # no-op once running
+        self._state = replace(self._state, container=name, container_ip=ip, good_image_id=image_id,
+                              good_manifest_digest=manifest)
+        self._status("ready", name, image_id=image_id, container_id=name, seconds=ready_seconds)
         if old is not None:
             # The old container drains its open connections while the new one already serves.
             task = asyncio.create_task(self._retire(old))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
+        seconds = time.monotonic() - started
+        self._status("swapped", f"{old or '-'} -> {name}", image_id=image_id, container_id=name, seconds=seconds)
+        self._finish(self._cycle(trigger, "rebuild", "swapped", started, image_id=image_id, manifest_digest=manifest,
+                                 build_seconds=build_seconds, ready_seconds=ready_seconds))
+
+    async def _post_mortem(self, name: str) -> tuple[int | None, tuple[str, ...]]:
+        """The exit code and last log lines of a container that did not get ready."""
+        exit_code: int | None = None
+        lines: list[str] = []
+        with contextlib.suppress(EngineError):
+            summary = await self.engine.containers.get(name)
+            if summary.state != "running":
+                exit_code = summary.exit_code
+            async for line in self.engine.containers.logs(name, tail=10):
+                lines.append(line.text.rstrip("\n"))
+        return exit_code, tuple(lines[-10:])
 
     async def _retire(self, name: str) -> None:
         with contextlib.suppress(EngineError):
-            await self.engine.containers.stop(name, timeout=2)
+            await self.engine.containers.stop(name, timeout=RETIRE_TIMEOUT)
         with contextlib.suppress(EngineError):
             await self.engine.containers.remove(name, force=True)
 
-    async def _wait_ready(self, name: str, ip: str, image_id: str) -> None:
+    async def _wait_ready(self, name: str, image_id: str) -> str:
+        """Wait until the HEALTHCHECK passes or the first mapped TCP port accepts; returns the IP."""
         deadline = time.monotonic() + self.options.ready_timeout
         image = await self.engine.images.get(image_id)
-        has_health = bool((image.config.healthcheck or {}).get("Test")) and \
-            (image.config.healthcheck or {}).get("Test") != ["NONE"]
+        health = self.options.run.health
+        test = (image.config.healthcheck or {}).get("Test") or []
+        has_health = not health.disabled and (health.cmd is not None or (bool(test) and test[0] != "NONE"))
         ports = [m.container_port for m in self.mappings if m.protocol == "tcp"]
-        while time.monotonic() < deadline:
-            summary = await self.engine.containers.get(name)
-            if summary.state != "running":
-                raise WatchError(f"{name} exited with code {summary.exit_code}")
-            if has_health:
-                if summary.health == "healthy":
-                    return
-                if summary.health == "unhealthy":
+        summary = await self.engine.containers.get(name)
+        ip: str | None = summary.ip_address
+        if not ip:
+            raise WatchError(f"container {name} has no address on the bridge network")
+        checked = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= checked + 0.1 or has_health:
+                summary = await self.engine.containers.get(name)
+                checked = now
+                if summary.state != "running":
+                    raise WatchError(f"{name} exited with code {summary.exit_code}")
+                if has_health and summary.health == "healthy":
+                    return ip
+                if has_health and summary.health == "unhealthy":
                     raise WatchError(f"{name} is unhealthy")
-            elif not ports or await asyncio.to_thread(_connects, ip, ports[0]):
-                return
-            await asyncio.sleep(0.05)
-        raise WatchError(f"{name} did not get ready within {self.options.ready_timeout:.0f}s")
+            if not has_health and (not ports or await _connects(ip, ports[0])):
+                return ip
+            if time.monotonic() >= deadline:
+                raise WatchError(f"{name} did not get ready within {self.options.ready_timeout:g}s")
+            await asyncio.sleep(0.05 if has_health else READY_POLL)
 
     # ---- sync -------------------------------------------------------------------------------------
 
-    async def _sync(self, syncs: dict[WatchRule, list[str]]) -> AsyncIterator[ev.Event]:
+    async def _sync(self, trigger: Sequence[str], syncs: dict[WatchRule, list[str]]) -> None:
+        from engine.watch.sync import copy_into
+
         started = time.monotonic()
-        name = self.current.container
+        name = self._state.container
         assert name is not None
         try:
             rootfs = await self._rootfs(name)
             for rule, files in syncs.items():
-                await asyncio.to_thread(_copy_into, self.context, rootfs, rule, files)
+                await asyncio.to_thread(copy_into, self.context, rootfs, rule, files)
                 if rule.action == "sync+restart":
-                    await self.engine.containers.restart(name, timeout=2)
+                    await self.engine.containers.restart(name, timeout=RETIRE_TIMEOUT)
                     summary = await self.engine.containers.get(name)
-                    if summary.ip_address and self.forwarder is not None:
-                        self.forwarder.set_target(summary.ip_address)
+                    if summary.ip_address:
+                        self._state = replace(self._state, container_ip=summary.ip_address)
+                        if self.forwarder is not None:
+                            self.forwarder.set_target(summary.ip_address)
                 elif rule.action == "sync+exec":
-                    code, _ = await self.engine.containers.exec(name, list(rule.exec_command), capture=True)
+                    code, output = await self.engine.containers.exec(name, list(rule.exec_command), capture=True)
                     if code:
-                        raise WatchError(f"{' '.join(rule.exec_command)} exited with code {code}")
+                        lines = tuple(output.decode(errors="replace").splitlines()[-10:])
+                        self._fail("sync", f"sync: {' '.join(rule.exec_command)} exited with code {code}", started,
+                                   trigger, "sync failed", kind="sync", exit_code=code, last_lines=lines)
+                        return
         except EngineError as exc:
-            yield ev.WatchStatus("failed", f"sync failed: {exc}", container_id=name,
-                                 seconds=time.monotonic() - started)
+            self._fail("sync", f"sync failed: {exc}", started, trigger, "sync failed", kind="sync")
             return
         seconds = time.monotonic() - started
-        self.current.history.append(("synced", seconds, self.current.image_id or ""))
-        yield ev.WatchStatus("synced", ", ".join(f for fs in syncs.values() for f in fs)[:200],
-                             image_id=self.current.image_id, container_id=name, seconds=seconds)
+        files = [f for fs in syncs.values() for f in fs]
+        self._status("synced", ", ".join(files)[:200], files=tuple(files), image_id=self._state.good_image_id,
+                     container_id=name, seconds=seconds)
+        self._finish(self._cycle(trigger, "sync", "synced", started, image_id=self._state.good_image_id,
+                                 manifest_digest=self._state.good_manifest_digest))
 
     async def _rootfs(self, name: str) -> Path:
         from engine.runtime.snapshots import is_mountpoint
@@ -256,57 +409,34 @@ class WatchLoop:
         manager = self.engine.containers.manager
         cdir, _ = await asyncio.to_thread(manager.load, name)
         rootfs = Path(cdir.rootfs)
-        if not is_mountpoint(rootfs):
+        if not await asyncio.to_thread(is_mountpoint, rootfs):
             raise WatchError(f"{name} is not running (its root filesystem is not mounted)")
         return rootfs
 
+    # ---- the end ----------------------------------------------------------------------------------
+
     async def _shutdown(self) -> None:
-        if self._retiring:
-            await asyncio.gather(*self._retiring, return_exceptions=True)
         if self.forwarder is not None:
             with contextlib.suppress(Exception):
-                self.forwarder.stop()
-        if self.current.container is not None and not self.options.keep:
+                await asyncio.to_thread(self.forwarder.stop)
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+        name = self._state.container
+        if name is not None and not self.options.keep:
             with contextlib.suppress(EngineError):
-                await self.engine.containers.remove(self.current.container, force=True)
+                await self.engine.containers.remove(name, force=True)
+            self._state = replace(self._state, container=None, container_ip=None)
+            self._status("stopped", f"removed {name}")
+        else:
+            self._status("stopped", f"{name} keeps running (without the mapped ports)" if name else "")
 
 
-def _connects(ip: str, port: int) -> bool:
-    import socket
-
+async def _connects(ip: str, port: int) -> bool:
     try:
-        with socket.create_connection((ip, port), timeout=0.3):
-            return True
-    except OSError:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), 0.5)
+    except (OSError, TimeoutError):
         return False
-
-
-def _copy_into(context: Path, rootfs: Path, rule: WatchRule, files: Sequence[str]) -> None:
-    """Copy changed context files to their place in a running container's root filesystem."""
-    from engine.runtime.userdb import resolve_in_root
-
-    for rel in files:
-        source = context / rel
-        target = resolve_in_root(rootfs, rule.container_path(rel))
-        try:
-            if not source.exists():
-                with contextlib.suppress(FileNotFoundError):
-                    if target.is_dir() and not target.is_symlink():
-                        shutil.rmtree(target)
-                    else:
-                        target.unlink()
-                continue
-            if source.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.with_name(f".{target.name}.dockyard-sync")
-            shutil.copy2(source, temp)
-            os.replace(temp, target)
-        except OSError as exc:
-            raise WatchError(f"cannot sync {rel}: {exc.strerror}") from None
-
-
-def watch_events(engine: Any, options: WatchOptions) -> tuple[WatchLoop, Callable[[], AsyncIterator[ev.Event]]]:
-    loop = WatchLoop(engine, options)
-    return loop, loop.run
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
