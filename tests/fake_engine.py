@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from engine.archive.changes import Change, ImageChanges, Inefficiency
+from engine.archive.changes import LayerChanges as ImageLayerChanges
+from engine.build.builder import BuildOptions
 from engine.errors import AuthenticationError, ContainerNotFoundError, ImageNotFoundError
 from engine.events import (
     BuildFinished,
     BuildStarted,
+    ContainerStateChanged,
     Event,
     ImageStored,
     LayerProgress,
     LogLine,
+    PortBound,
     StepFailed,
     StepFinished,
     StepLog,
@@ -29,7 +34,9 @@ from engine.events import (
     TransferStarted,
     WatchStatus,
 )
+from engine.runtime.options import RunOptions
 from engine.summaries import ContainerStats, ContainerSummary, ImageSummary, LayerSummary, PortSummary
+from engine.watch.loop import WatchOptions
 
 NOW = _dt.datetime(2025, 1, 15, 12, 0, 0, tzinfo=_dt.UTC)
 
@@ -58,19 +65,6 @@ class FakeConfig:
     @property
     def store_dir(self) -> Path:
         return self.root / "images"
-
-
-@dataclass(frozen=True)
-class FileChange:
-    path: str
-    kind: str
-    size: int
-
-
-@dataclass(frozen=True)
-class LayerChanges:
-    digest: str
-    changes: tuple[FileChange, ...]
 
 
 @dataclass(frozen=True)
@@ -151,22 +145,26 @@ class FakeImages:
             LayerSummary("", "", 0, 'CMD ["httpd","-f","-p","8080","-h","/www"]', empty_layer=True),
         ]
 
-    async def layer_changes(self, name: str) -> list[LayerChanges]:
+    async def layer_changes(self, name: str) -> ImageChanges:
         image = self._find(name)
-        base = LayerChanges(BUSYBOX_LAYER, (
-            FileChange("/bin/busybox", "added", 1_131_168), FileChange("/bin/sh", "added", 0),
-            FileChange("/bin/ls", "added", 0), FileChange("/etc/passwd", "added", 132),
-            FileChange("/etc/group", "added", 46), FileChange("/etc/httpd.conf", "added", 64),
-            FileChange("/var/www/index.html", "added", 300)))
+        base = (Change("bin", "added", "dir", 0, 0o755), Change("bin/busybox", "added", "file", 1_131_168, 0o755),
+                Change("bin/sh", "added", "symlink", 0, 0o777), Change("bin/ls", "added", "symlink", 0, 0o777),
+                Change("etc", "added", "dir", 0, 0o755), Change("etc/passwd", "added", "file", 132, 0o644),
+                Change("etc/group", "added", "file", 46, 0o644), Change("etc/httpd.conf", "added", "file", 64, 0o644),
+                Change("var/www/index.html", "added", "file", 300, 0o644))
         if not is_hello(image):
-            return [base]
-        return [base,
-                LayerChanges(HELLO_LAYER, (FileChange("/www/index.html", "added", 512),
-                                           FileChange("/var/www/index.html", "deleted", 0))),
-                LayerChanges(CONFIG_LAYER, (FileChange("/etc/httpd.conf", "modified", 12),))]
+            return ImageChanges((ImageLayerChanges(0, base, 1_131_710, 0),), 1_131_710, 0, ())
+        return ImageChanges(
+            (ImageLayerChanges(0, base, 1_131_710, 364),
+             ImageLayerChanges(1, (Change("www", "added", "dir", 0, 0o755),
+                                   Change("www/index.html", "added", "file", 512, 0o644),
+                                   Change("var/www/index.html", "deleted", "", 0, 0)), 512, 0),
+             ImageLayerChanges(2, (Change("etc/httpd.conf", "modified", "file", 12, 0o644),), 12, 0)),
+            1_132_234, 364,
+            (Inefficiency("var/www/index.html", 1, 300), Inefficiency("etc/httpd.conf", 2, 64)))
 
-    async def export_file(self, name: str, layer: str, path: str, dest: Path) -> int:
-        data = f"{path} from {layer[:19]}\n".encode()
+    async def export_file(self, name: str, layer: int, path: str, dest: Path) -> int:
+        data = f"{path} from layer {layer} of {name}\n".encode()
         dest.write_bytes(data)
         return len(data)
 
@@ -194,14 +192,15 @@ class FakeRegistry:
         self.deleted: list[str] = []
         self.needs_login = False
         self.logins: list[tuple[str, str]] = []
+        self.pushed: list[tuple[str | None, str]] = []
 
     async def known_registries(self) -> list[str]:
         return ["localhost:5000", "docker.io"]
 
-    async def repositories(self, registry: str, filter: str = "") -> AsyncIterator[list[str]]:
+    async def repositories(self, registry: str, filter: str | None = None) -> AsyncIterator[list[str]]:
         if self.needs_login:
-            raise AuthenticationError(f"{registry}: authentication required")
-        names = [n for n in self.repository_names if filter in n]
+            raise AuthenticationError(f"{registry}: authentication required", status=401)
+        names = [n for n in self.repository_names if (filter or "") in n]
         for start in range(0, len(names), self.page):
             yield names[start:start + self.page]
             await asyncio.sleep(0)
@@ -232,12 +231,18 @@ class FakeRegistry:
                 "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer.digest,
                             "size": layer.size} for layer in details.layers]}
 
-    async def delete(self, reference: str) -> None:
-        self.deleted.append(reference)
+    async def sibling_tags(self, reference: str) -> list[str]:
+        tag = reference.rpartition(":")[2]
+        return [t for t in ("latest", "1.1") if t != tag] if tag in ("latest", "1.1") else []
 
-    async def login(self, registry: str, username: str, password: str) -> None:
+    async def delete(self, reference: str) -> list[str]:
+        self.deleted.append(reference)
+        return await self.sibling_tags(reference)
+
+    async def login(self, registry: str, username: str, password: str) -> str:
         self.logins.append((registry, username))
         self.needs_login = False
+        return "/root/.docker/config.json"
 
     async def pull(self, reference: str) -> AsyncIterator[Event]:
         yield TransferStarted("pull", reference, 2)
@@ -248,7 +253,8 @@ class FakeRegistry:
         yield ImageStored(reference, digest(reference + "-config"), digest(reference))
         yield TransferFinished("pull", reference, digest(reference), 600, 0.2)
 
-    async def push(self, reference: str) -> AsyncIterator[Event]:
+    async def push(self, reference: str, *, source: str | None = None) -> AsyncIterator[Event]:
+        self.pushed.append((source, reference))
         yield TransferStarted("push", reference, 2)
         yield LayerProgress("push", BUSYBOX_LAYER, 1_195_000, 1_195_000, "exists")
         yield LayerProgress("push", HELLO_LAYER, 612, 612, "done")
@@ -281,38 +287,48 @@ class FakeContainers:
     async def list(self, *, all: bool = True) -> list[ContainerSummary]:
         return [c for c in self.items if all or c.state == "running"]
 
-    async def run(self, image: str, *, name: str | None = None, ports: Sequence[str] = (),
-                  detach: bool = True) -> ContainerSummary:
+    async def run(self, image: str, options: RunOptions) -> AsyncIterator[Event]:
         mapped = []
-        for spec in ports:
+        for spec in options.publish:
             host, _, target = spec.rpartition(":")
             port, _, proto = target.partition("/")
-            mapped.append(PortSummary("0.0.0.0", int(host or port), int(port), proto or "tcp"))
-        summary = ContainerSummary(digest(f"c-{name or image}")[7:], name or "new", image, digest(image),
-                                   "sh", "running", "Up 1 second", at(seconds=1), started_at=at(seconds=1),
-                                   ports=tuple(mapped))
+            mapped.append(PortSummary("0.0.0.0", int(host.rpartition(":")[2] or port), int(port), proto or "tcp"))
+        name = options.name or "new"
+        summary = ContainerSummary(digest(f"c-{name}")[7:], name, image, digest(image), "sh", "running",
+                                   "Up 1 second", at(seconds=1), started_at=at(seconds=1), ports=tuple(mapped))
         self.items.append(summary)
         self.calls.append(("run", summary.name))
-        return summary
+        yield ContainerStateChanged(summary.id, name, "created")
+        for port in mapped:
+            yield PortBound(summary.id, port.host_ip, port.host_port, port.container_port, port.protocol)
+        yield ContainerStateChanged(summary.id, name, "running")
 
-    async def _set(self, ref: str, state: str) -> None:
+    async def inspect(self, container: str) -> dict[str, Any]:
+        c = self._find(container)
+        return {"Id": c.id, "Name": "/" + c.name, "Config": {"Image": c.image, "Cmd": c.command.split(),
+                                                             "Env": ["GREETING=hello"], "WorkingDir": "/www"}}
+
+    async def _set(self, ref: str, state: str) -> ContainerSummary:
         c = self._find(ref)
-        self.items[self.items.index(c)] = replace(c, state=state)
+        updated = replace(c, state=state)
+        self.items[self.items.index(c)] = updated
         self.calls.append((state, c.name))
+        return updated
 
-    async def stop(self, container: str) -> None:
-        await self._set(container, "exited")
+    async def stop(self, container: str) -> ContainerSummary:
+        return await self._set(container, "exited")
 
-    async def kill(self, container: str) -> None:
-        await self._set(container, "exited")
+    async def kill(self, container: str) -> ContainerSummary:
+        return await self._set(container, "exited")
 
-    async def restart(self, container: str) -> None:
-        await self._set(container, "running")
+    async def restart(self, container: str) -> ContainerSummary:
+        return await self._set(container, "running")
 
-    async def remove(self, container: str, *, force: bool = False) -> None:
+    async def remove(self, container: str, *, force: bool = False) -> str:
         c = self._find(container)
         self.items.remove(c)
         self.calls.append(("remove", c.name))
+        return c.id
 
     async def stats(self, container: str) -> ContainerStats:
         c = self._find(container)
@@ -330,23 +346,15 @@ class FakeContainers:
         return
         yield  # an async generator that ends at once
 
-    async def add_port(self, container: str, spec: str) -> ContainerSummary:
-        c = self._find(container)
-        host, _, port = spec.partition(":")
-        number, _, proto = port.partition("/")
-        updated = replace(c, ports=(*c.ports, PortSummary("0.0.0.0", int(host), int(number), proto or "tcp")))
-        self.items[self.items.index(c)] = updated
-        return updated
-
 
 class FakeBuilds:
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
-        self.requests: list[tuple[Path, tuple[str, ...], dict[str, str]]] = []
+        self.requests: list[BuildOptions] = []
 
-    async def build(self, context: Path, *, dockerfile: Path | None = None, tags: Sequence[str] = (),
-                    build_args: dict[str, str] | None = None) -> AsyncIterator[Event]:
-        self.requests.append((context, tuple(tags), dict(build_args or {})))
+    async def build(self, options: BuildOptions) -> AsyncIterator[Event]:
+        self.requests.append(options)
+        context, dockerfile, tags = options.context, options.dockerfile, options.tags
         steps = ["FROM busybox:latest", "WORKDIR /www", "COPY index.html /www/index.html",
                  "RUN echo 'Listen 8080' > /etc/httpd.conf", "EXPOSE 8080", 'CMD ["httpd","-f","-p","8080"]']
         yield BuildStarted(str(context), str(dockerfile or "Dockerfile"), len(steps))
@@ -367,9 +375,16 @@ class FakeBuilds:
         yield BuildFinished(digest("hello-config"), digest("hello"), tuple(tags), 1.7)
 
 
-class FakeWatch:
-    async def watch(self, context: Path, *, tag: str, ports: Sequence[str] = ()) -> AsyncIterator[Event]:
-        yield WatchStatus("watching", f"watching {context}")
+class FakeWatchLoop:
+    def __init__(self, options: WatchOptions) -> None:
+        self.options = options
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    async def run(self) -> AsyncIterator[Event]:
+        yield WatchStatus("watching", f"watching {self.options.build.context}")
         yield WatchStatus("changed", "1 file changed", ("index.html",))
         yield WatchStatus("building")
         yield WatchStatus("ready", "hello ready", image_id=digest("hello-config"), seconds=1.4)
@@ -388,4 +403,9 @@ class FakeEngine:
         self.registry = FakeRegistry(repositories, tags)
         self.containers = FakeContainers()
         self.builds = FakeBuilds(fail_build)
-        self.watch = FakeWatch()
+        self.loops: list[FakeWatchLoop] = []
+
+    def watch(self, options: WatchOptions) -> FakeWatchLoop:
+        loop = FakeWatchLoop(options)
+        self.loops.append(loop)
+        return loop

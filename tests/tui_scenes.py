@@ -16,7 +16,7 @@ SIZE = (120, 36)
 
 def scene_app(**engine_options: object) -> DockyardApp:
     engine = FakeEngine(**engine_options)  # type: ignore[arg-type]
-    return make_app(engine, clock=CLOCK, registries=["localhost:5000"])
+    return make_app(engine, clock=CLOCK, registries=["localhost:5000"], poll_interval=3600)
 
 
 async def settle(pilot: Pilot[None]) -> None:

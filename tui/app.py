@@ -58,7 +58,7 @@ class DockyardApp(App[None]):
 
     def __init__(self, engine: Any, *, read_only: bool = False, clock: Callable[[], _dt.datetime] = utc_now,
                  keymap: dict[str, str] | None = None, registries: list[str] | None = None,
-                 bootstrap: Callable[[DockyardApp], Any] | None = None) -> None:
+                 bootstrap: Callable[[DockyardApp], Any] | None = None, poll_interval: float = 2.0) -> None:
         super().__init__()
         self.engine = engine
         self.read_only = read_only
@@ -69,6 +69,7 @@ class DockyardApp(App[None]):
         self.active_registry = DEFAULT_REGISTRY if DEFAULT_REGISTRY in self.registries or not self.registries \
             else self.registries[0]
         self.bootstrap = bootstrap
+        self.poll_interval = poll_interval  # seconds between stats samples
 
     def compose(self) -> ComposeResult:
         yield ContextBar(id="context")
@@ -223,12 +224,9 @@ class DockyardApp(App[None]):
         op = f"push {reference}"
 
         async def job() -> None:
-            if source and source != reference:
-                await self.engine.images.tag(source, reference)
-                self.record_command(f"dockyard tag {source} {reference}")
-                self.images_changed()
-            self.record_command(f"dockyard push {reference}")
-            await self._transfer(op, lambda: registry.push(reference))
+            from_image = source if source and source != reference else None
+            self.record_command(" ".join(["dockyard push", *([from_image] if from_image else []), reference]))
+            await self._transfer(op, lambda: registry.push(reference, source=from_image))
             self.view("registry").reload()
 
         self.run_worker(job(), name=op, group="transfers", exit_on_error=False)

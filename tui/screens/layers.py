@@ -14,9 +14,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Tree
 
 from engine.summaries import LayerSummary
-from tui.engine_protocols import LayerChangesLike
-from tui.formatting import human_size, short_id
-from tui.layerfiles import Node, tree, wasted
+from tui.engine_protocols import ImageChangesLike
+from tui.formatting import human_size
+from tui.layerfiles import Node, tree
 from tui.screens.form import Field, FormScreen
 from tui.widgets.table import Column, Row, VirtualTable
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 LAYER_COLUMNS = (Column("n", "#", 3, "right"), Column("size", "SIZE", 8, "right"),
                  Column("files", "FILES", 6, "right"), Column("created_by", "CREATED BY", None))
-WASTE_COLUMNS = (Column("count", "COUNT", 5, "right"), Column("bytes", "WASTED", 8, "right"),
+WASTE_COLUMNS = (Column("count", "COPIES", 6, "right"), Column("bytes", "WASTED", 8, "right"),
                  Column("path", "PATH", None))
 KIND_STYLE = {"added": ("+", "green"), "modified": ("~", "yellow"), "deleted": ("-", "red")}
 
@@ -52,7 +52,8 @@ class LayersScreen(Screen[None]):
         super().__init__()
         self.image = image
         self.layer_list: list[LayerSummary] = []
-        self.changes: dict[str, LayerChangesLike] = {}
+        self.changes: ImageChangesLike | None = None
+        self.layer_of: dict[str, int] = {}  # row key -> index among the layers that have a blob
 
     @property
     def dockyard(self) -> DockyardApp:
@@ -80,36 +81,42 @@ class LayersScreen(Screen[None]):
     async def _load(self) -> None:
         images = self.dockyard.engine.images
         self.layer_list = await images.layers(self.image)
-        changes: list[LayerChangesLike] = []
-        if hasattr(images, "layer_changes"):
-            changes = list(await images.layer_changes(self.image))
-        self.changes = {c.digest: c for c in changes}
+        self.changes = await images.layer_changes(self.image)
+        changes = self.changes
         rows = []
+        blob_index = 0
         for index, layer in enumerate(self.layer_list):
-            files = self.changes.get(layer.digest)
-            rows.append(Row.make(layer.digest or f"empty-{index}", [
-                str(index), "" if layer.empty_layer else human_size(layer.size),
-                "" if files is None else str(len(files.changes)), " ".join(layer.created_by.split())],
-                "dim" if layer.empty_layer else ""))
+            files = ""
+            key = f"empty-{index}"
+            if not layer.empty_layer:
+                key = f"layer-{blob_index}"
+                self.layer_of[key] = blob_index
+                if blob_index < len(changes.layers):
+                    files = str(len(changes.layers[blob_index].changes))
+                blob_index += 1
+            rows.append(Row.make(key, [str(index), "" if layer.empty_layer else human_size(layer.size), files,
+                                       " ".join(layer.created_by.split())], "dim" if layer.empty_layer else ""))
         self.query_one("#layers-table", VirtualTable).set_rows(rows, keep_cursor=False)
-        total, waste = wasted(changes)
-        image_size = sum(layer.size for layer in self.layer_list)
+        efficiency = 1.0 if not changes.total_size else 1 - changes.wasted_bytes / changes.total_size
         self.query_one("#waste-summary", Label).update(
-            f"wasted {human_size(total)} in {len(waste)} path(s) — image {human_size(image_size)}"
-            if changes else "file changes are not available for this image")
+            f"wasted {human_size(changes.wasted_bytes)} of {human_size(changes.total_size)} "
+            f"({efficiency:.2%} efficient) in {len(changes.inefficiencies)} path(s)")
         self.query_one("#waste-table", VirtualTable).set_rows(
-            [Row.make(w.path, [str(w.count), human_size(w.bytes), w.path]) for w in waste])
+            [Row.make(w.path, [str(w.versions), human_size(w.wasted_bytes), "/" + w.path.lstrip("/")])
+             for w in changes.inefficiencies])
 
     def on_virtual_table_highlighted(self, message: VirtualTable.Highlighted) -> None:
         if message.table.id != "layers-table" or message.key is None:
             return
         widget: Tree[Node] = self.query_one("#layer-files", Tree)
         widget.clear()
-        changes = self.changes.get(message.key)
-        widget.root.label = f"{short_id(message.key)}" if changes else "no file changes"
-        if changes is None:
+        index = self.layer_of.get(message.key)
+        if index is None or self.changes is None or index >= len(self.changes.layers):
+            widget.root.label = "this step adds no layer"
             return
-        self._add(widget.root, tree(changes), depth=0)
+        layer = self.changes.layers[index]
+        widget.root.label = f"layer {index}: {len(layer.changes)} changes"
+        self._add(widget.root, tree(layer), depth=0)
         widget.root.expand()
 
     def _add(self, parent: Any, node: Node, depth: int) -> None:
@@ -133,7 +140,7 @@ class LayersScreen(Screen[None]):
     def action_export(self) -> None:
         widget: Tree[Node] = self.query_one("#layer-files", Tree)
         cursor = widget.cursor_node
-        layer = self.query_one("#layers-table", VirtualTable).current_key
+        layer = self.layer_of.get(self.query_one("#layers-table", VirtualTable).current_key or "")
         if cursor is None or cursor.data is None or layer is None:
             self.notify("select a file in the layer's tree first", severity="warning")
             return
@@ -151,7 +158,7 @@ class LayersScreen(Screen[None]):
                 return
             dest = Path(values["dest"].strip())
             written = await images.export_file(self.image, layer, node.path, dest)
-            self.dockyard.record_command(f"# (no CLI verb yet) export {node.path} from layer {short_id(layer)} "
+            self.dockyard.record_command(f"# (no CLI verb yet) export {node.path} from layer {layer} "
                                          f"of {self.image} to {dest}")
             self.notify(f"wrote {human_size(written)} to {dest}")
 

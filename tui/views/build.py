@@ -141,8 +141,11 @@ class BuildView(View):
         async def job() -> None:
             self.running = True
             try:
-                await pump_operation(op, builds.build(context_path, dockerfile=dockerfile_path,
-                                                      tags=[tag] if tag else [], build_args=build_args), self)
+                from engine.build.builder import BuildOptions
+
+                options = BuildOptions(context=context_path, dockerfile=dockerfile_path, tags=(tag,) if tag else (),
+                                       build_args=build_args)
+                await pump_operation(op, builds.build(options), self)
             finally:
                 self.running = False
 

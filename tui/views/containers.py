@@ -90,7 +90,7 @@ class ContainersView(View):
         self.query_one("#containers-filter").display = False
         self.query_one("#log-search").display = False
         self.reload()
-        self.set_interval(2.0, self.poll_stats, name="containers.stats")
+        self.set_interval(self.dockyard.poll_interval, self.poll_stats, name="containers.stats")
 
     def api(self) -> Any:
         return service(self.engine, "containers")

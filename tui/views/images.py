@@ -12,9 +12,11 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Static
 
 from engine.summaries import ImageSummary, LayerSummary
+from tui.bridge import pump
 from tui.engine_protocols import service
 from tui.formatting import ago, human_size, short_id
 from tui.messages import ContainersChanged
+from tui.recreate import run_command
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.form import Field, FormScreen
 from tui.screens.text import TextScreen
@@ -216,16 +218,14 @@ class ImagesView(View):
         async def submit(values: dict[str, str] | None) -> None:
             if values is None:
                 return
-            specs = [p for p in values["ports"].replace(",", " ").split() if p]
+            from engine.runtime.options import RunOptions
+
+            specs = tuple(p for p in values["ports"].replace(",", " ").split() if p)
             container_name = values["name"].strip() or None
-            summary = await containers.run(name, name=container_name, ports=specs, detach=True)
-            parts = ["dockyard run -d"]
-            if container_name:
-                parts.append(f"--name {container_name}")
-            parts.extend(f"-p {p}" for p in specs)
-            parts.append(name)
-            self.command(" ".join(parts))
-            self.notify(f"started {summary.name}")
+            options = RunOptions(name=container_name, publish=specs, detach=True)
+            self.command(run_command(name, options))
+            await pump(f"run {name}", containers.run(name, options), self)
+            self.notify(f"started {container_name or name}")
             self.post_message(ContainersChanged())
 
         self.app.push_screen(

@@ -11,8 +11,10 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Input, Label
 
 from engine.summaries import ContainerSummary, PortSummary
+from tui.bridge import pump
 from tui.engine_protocols import service
 from tui.messages import ContainersChanged
+from tui.recreate import recreate_options, run_command
 from tui.screens.form import Field, FormScreen
 from tui.views.base import View
 from tui.widgets.table import Column, Row, VirtualTable
@@ -116,12 +118,17 @@ class PortsView(View):
             if not values or not values["spec"].strip():
                 return
             name, spec = values["container"].strip(), values["spec"].strip()
-            container = next((c for c in self.containers if c.name == name or c.id == name), None)
-            summary = await self.engine.containers.add_port(name, spec)
-            ports = " ".join(f"-p {p.host_port}:{p.container_port}/{p.protocol}" for p in summary.ports)
-            image = container.image if container else summary.image
-            self.command(f"dockyard rm -f {name} && dockyard run -d --name {name} {ports} {image}")
-            self.notify(f"{name} recreated with {spec}")
+            container = next((c for c in self.containers if name in (c.name, c.id)), None)
+            if container is None:
+                self.notify(f"no such container: {name}", severity="error")
+                return
+            api = self.engine.containers
+            options = recreate_options(container, await api.inspect(container.id), spec)
+            await api.remove(container.id, force=True)
+            self.command(f"dockyard rm -f {container.name}")
+            self.command(run_command(container.image, options))
+            await pump(f"run {container.image}", api.run(container.image, options), self)
+            self.notify(f"{container.name} recreated with {spec}")
             self.post_message(ContainersChanged())
 
         self.app.push_screen(FormScreen("Add a port mapping (the container is recreated)", [

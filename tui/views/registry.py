@@ -230,7 +230,7 @@ class RegistryView(View):
 
         async def show() -> None:
             data = await self.api().inspect(reference)
-            self.command(f"dockyard manifest inspect {reference}")
+            self.command(f"dockyard registry inspect {reference}")
             self.app.push_screen(TextScreen.json(reference, data))
 
         self.work(show, "registry.inspect")
@@ -242,16 +242,14 @@ class RegistryView(View):
         repository = references[0].rsplit(":", 1)[0]
 
         async def confirm() -> None:
-            table = self.query_one("#tag-list", VirtualTable)
-            all_refs = table.keys()
-            for reference in all_refs if len(all_refs) <= 500 else references:
-                await self._fetch(reference)
-            digests = {str(self.details[r].digest) for r in references}
-            siblings = sorted(r for r in all_refs if r in self.details and str(self.details[r].digest) in digests)
-            lines = [f"  {r}" + ("" if r in references else "   (shares the digest)") for r in siblings]
+            lines: list[str] = []
+            for reference in references:
+                siblings = await self.api().sibling_tags(reference)
+                lines.append(f"  {reference}")
+                lines.extend(f"  {repository}:{t}   (shares the digest, goes too)" for t in siblings
+                             if f"{repository}:{t}" not in references)
             self.app.push_screen(
-                ConfirmScreen(f"Delete {len(digests)} manifest(s) from {repository}? These tags go with them:",
-                              lines),
+                ConfirmScreen(f"Delete {len(references)} tag(s) and their manifests from the registry?", lines),
                 self.after(lambda ok: self._delete(ok, references, repository), "registry.delete"))
 
         self.work(confirm, "registry.delete-check")
@@ -260,9 +258,8 @@ class RegistryView(View):
         if not confirmed:
             return
         for reference in references:
-            digest = self.details[reference].digest
-            await self.api().delete(f"{repository}@{digest}")
-            self.command(f"dockyard manifest delete {repository}@{digest}")
+            await self.api().delete(reference)
+            self.command(f"dockyard registry rm {reference}")
         self.query_one("#tag-list", VirtualTable).marked.clear()
         self.details.clear()
         self.notify(f"deleted {len(references)} tag(s)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -15,7 +15,6 @@ from textual.widgets import Static
 
 from engine.events import StepFailed, StepLog, StepStarted, WatchStatus
 from tui.bridge import pump
-from tui.engine_protocols import service
 from tui.formatting import seconds, short_id
 from tui.messages import BuildUpdate, WatchUpdate
 from tui.screens.form import Field, FormScreen
@@ -70,6 +69,7 @@ class WatchView(View):
         self.current_image = ""
         self.last_good = ""
         self.history: list[Rebuild] = []
+        self.loop: Any = None
 
     def compose(self) -> ComposeResult:
         yield Static(phase_text("", "not watching — press w to watch a build context"), id="watch-phase")
@@ -88,27 +88,41 @@ class WatchView(View):
     def action_start(self) -> None:
         if not self.allowed("start"):
             return
-        api = service(self.engine, "watch")
-        if api is None:
-            self.notify("the watch service is not available in this engine yet", severity="warning")
+        if self.loop is not None:
+            self.notify("already watching; x stops", severity="warning")
             return
 
         async def start(values: dict[str, str] | None) -> None:
             if not values:
                 return
-            context, tag = values["context"].strip() or ".", values["tag"].strip() or "dev:latest"
-            ports = values["ports"].split()
-            self.command(" ".join(["dockyard watch", f"-t {tag}", *(f"-p {p}" for p in ports), context]))
-            await pump(f"watch {context}", api.watch(Path(context), tag=tag, ports=ports), self)
+            from engine.build.builder import BuildOptions
+            from engine.runtime.options import RunOptions
+            from engine.watch.loop import WatchOptions
+
+            typed = values["context"].strip() or "."
+            context = Path(typed).resolve()
+            given_tag = values["tag"].strip()
+            tag = given_tag or f"{context.name}-dev:latest"  # what `dockyard watch` defaults to
+            ports = tuple(values["ports"].split())
+            self.command(" ".join(["dockyard watch", *([f"-t {given_tag}"] if given_tag else []),
+                                   *(f"-p {p}" for p in ports), typed]))
+            options = WatchOptions(build=BuildOptions(context=context, tags=(tag,)),
+                                   run=RunOptions(publish=ports, detach=True), name=context.name)
+            self.loop = self.engine.watch(options)
+            try:
+                await pump(f"watch {typed}", self.loop.run(), self)
+            finally:
+                self.loop = None
 
         self.app.push_screen(FormScreen("Watch and rebuild", [
-            Field("context", "Build context", "."), Field("tag", "Tag", "dev:latest"),
+            Field("context", "Build context", "."), Field("tag", "Tag (default: <dir>-dev:latest)"),
             Field("ports", "Publish ports", placeholder="8080:80")], submit="Watch"),
             self.after(start, "watch"))
 
     def action_stop(self) -> None:
-        self.workers.cancel_group(self, "watch")
-        self.apply_status(WatchStatus("watching", "stopped"))
+        if self.loop is not None:
+            self.loop.stop()
+            self.command("# watch stopped (ctrl+c in `dockyard watch`)")
 
     def on_watch_update(self, message: WatchUpdate) -> None:
         if isinstance(message.event, WatchStatus):
