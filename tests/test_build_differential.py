@@ -10,6 +10,7 @@ Skips only when runc or buildah/skopeo are absent; without dockerd only buildah 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -28,7 +29,7 @@ from engine.oci.reference import Reference
 from engine.store.archives import save_images
 from engine.store.importer import import_rootfs
 from tests.buildfixtures import BuilderEnv, directory_tree, need_runc, tar_tree
-from tests.dockerd import Dockerd, dockerd_unavailable, running_dockerd
+from tests.dockerd import Dockerd, _unmount_below, dockerd_unavailable, running_dockerd
 
 FIELDS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels", "StopSignal",
           "Healthcheck", "OnBuild", "Shell")
@@ -150,7 +151,7 @@ def dockerd_or_none(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker
 
 
 @pytest.fixture
-def referees(busybox_tar: Path, tmp_path: Path, dockerd_or_none: Dockerd | None) -> Referees:
+def referees(busybox_tar: Path, tmp_path: Path, dockerd_or_none: Dockerd | None) -> Iterator[Referees]:
     need_runc()
     for tool in ("buildah", "skopeo"):
         if shutil.which(tool) is None:
@@ -170,7 +171,12 @@ def referees(busybox_tar: Path, tmp_path: Path, dockerd_or_none: Dockerd | None)
         archive = io.BytesIO()
         save_images(store, ["busybox"], archive)
         dockerd_or_none.docker("load", stdin=archive.getvalue(), timeout=60)
-    return refs
+    try:
+        yield refs
+    finally:
+        with contextlib.suppress(AssertionError, subprocess.SubprocessError):
+            refs.buildah("rm", "--all")
+        _unmount_below(buildah_root)  # containers/storage keeps its overlay dir bind-mounted
 
 
 def compare_trees(ours: dict[str, tuple[Any, ...]], theirs: dict[str, tuple[Any, ...]], who: str) -> None:

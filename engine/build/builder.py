@@ -17,17 +17,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine import events as ev
-from engine.archive.layer_writer import directory_items, overlay_upper_items
 from engine.build import instructions as ins
 from engine.build.cache import BuildCache, CacheEntry, step_key
-from engine.build.context import BuildContext, read_ignore_patterns
-from engine.build.copy_step import CopyPlan, Stager, download, is_archive, is_url, make_plan
+from engine.build.context import BuildContext, is_url, read_ignore_patterns
 from engine.build.dockerfile import parse_ast, parse_dockerfile
 from engine.build.plan import StagePlan, plan_build, predefined_args, resolve_meta_args
-from engine.build.rootfs import BuildFilesystems, remove_tree
-from engine.build.run_step import RunRequest, run_step
 from engine.build.state import (
     BUILDKIT_SUFFIX,
     CONFIG_INSTRUCTIONS,
@@ -41,12 +38,16 @@ from engine.oci import mediatypes as mt
 from engine.oci.models import Descriptor, ImageConfig, Manifest
 from engine.oci.platform import Platform
 from engine.oci.reference import Reference
-from engine.runtime.runc import OciRuntime
-from engine.runtime.userdb import lookup_user_in_rootfs, resolve_in_root
-from engine.store.layout import ImageStore, ResolvedImage
+
+if TYPE_CHECKING:  # what only a step that misses the cache needs is imported there (CLI start-up time)
+    from engine.build.copy_step import Stager
+    from engine.build.rootfs import BuildFilesystems
+    from engine.build.run_step import RunRequest
+    from engine.runtime.runc import OciRuntime
+    from engine.store.layout import ImageStore, ResolvedImage
 
 Emit = Callable[[ev.Event], None]
-ResolveImage = Callable[[str, Platform], Awaitable[ResolvedImage]]
+ResolveImage = Callable[[str, Platform], Awaitable["ResolvedImage"]]
 LAST_LINES = 20
 
 
@@ -183,7 +184,6 @@ class _Run:
         self.total = sum(1 + len(p.stage.instructions) for p in plans)
         self.histories: dict[int, list[dict[str, object]]] = {}
         self.results: dict[int, _StageResult] = {}
-        self.all_cached = True
 
     # ---- stages ----------------------------------------------------------------------------------
 
@@ -337,6 +337,10 @@ class _Run:
             history.append({"created": self._created(entry.created), "created_by": created_by, "empty_layer": True})
             self.emit(ev.StepFinished(self.step, True, time.monotonic() - t0))
             return new_key
+        from engine.archive.layer_writer import directory_items
+        from engine.build.copy_step import CopyPlan, Stager
+        from engine.runtime.userdb import lookup_user_in_rootfs, resolve_in_root
+
         path = state.workdir
         staging = self.b.fs.workdir("copy")
         try:
@@ -367,6 +371,8 @@ class _Run:
     # ---- RUN ---------------------------------------------------------------------------------------
 
     def _run_request(self, run: ins.RunInstruction, state: StageState) -> tuple[RunRequest, str]:
+        from engine.build.run_step import RunRequest
+
         if run.mounts:
             raise BuildError(f"{self.dockerfile.filename}:{run.line}: RUN --mount is not supported yet")
         files: list[tuple[str, str, int]] = []
@@ -405,7 +411,10 @@ class _Run:
         if entry is not None:
             self._add_layer(state, history, entry, True, t0)
             return new_key
-        self.all_cached = False
+        from engine.archive.layer_writer import overlay_upper_items
+        from engine.build.rootfs import remove_tree
+        from engine.build.run_step import run_step
+
         lowers = self.b.fs.lowerdirs(state.layers)
         base = self.b.fs.workdir("run")
         last: deque[str] = deque(maxlen=LAST_LINES)
@@ -474,7 +483,9 @@ class _Run:
         if entry is not None:
             self._add_layer(state, history, entry, True, t0)
             return new_key
-        self.all_cached = False
+        from engine.archive.layer_writer import directory_items
+        from engine.build.copy_step import Stager, download, is_archive, make_plan
+
         staging = self.b.fs.workdir("copy")
         try:
             with self.b.fs.merged(state.layers) as rootfs:
@@ -518,6 +529,8 @@ class _Run:
 
     def _stage_from_root(self, stager: Stager, root: Path, sources: list[str]) -> None:
         """COPY --from: sources are paths inside another stage's or image's file system."""
+        from engine.runtime.userdb import resolve_in_root
+
         source_context = BuildContext(root)
         for source in sources:
             clean = posixpath.normpath("/" + source).lstrip("/")

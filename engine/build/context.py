@@ -201,6 +201,11 @@ class BuildContext:
         self._hash_cache_dirty = False
 
 
+def is_url(source: str) -> bool:
+    """A COPY/ADD source that names a URL rather than a context path."""
+    return source.startswith(("http://", "https://"))
+
+
 def _clean(path: str) -> str:
     parts: list[str] = []
     for part in path.replace("\\", "/").split("/"):

@@ -235,10 +235,6 @@ def is_archive(path: Path) -> bool:
     return (len(head) >= 262 and head[257:262] == b"ustar") or (tarfile.is_tarfile(path) if len(head) >= 262 else False)
 
 
-def is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
-
-
 async def download(url: str, directory: Path, *, max_bytes: int = 4 << 30) -> tuple[Path, str]:
     """ADD <url>: fetch into ``directory``; returns (file, base name from the URL)."""
     import httpx

@@ -10,14 +10,17 @@ import shutil
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
-from engine.archive.layer_writer import LayerItem, write_layer
 from engine.errors import EngineError, from_os_error
 from engine.oci.digest import Digest
 from engine.oci.models import Descriptor
-from engine.runtime.snapshots import SnapshotStore, chain_ids, prepare_rootfs, release_rootfs
-from engine.store.layout import ImageStore
+from engine.runtime.snapshots import chain_ids, prepare_rootfs, release_rootfs
+
+if TYPE_CHECKING:
+    from engine.archive.layer_writer import LayerItem
+    from engine.runtime.snapshots import SnapshotStore
+    from engine.store.layout import ImageStore
 
 
 class BuildFilesystems:
@@ -72,6 +75,8 @@ class BuildFilesystems:
 
         Returns (blob descriptor, diff id, uncompressed size).
         """
+        from engine.archive.layer_writer import write_layer
+
         with self.store.blob_writer() as writer:
             result = write_layer(items, cast(BinaryIO, writer), compression=compression, mtime_clamp=mtime_clamp)
             digest, size = writer.commit()

@@ -11,15 +11,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.errors import ContainerRuntimeError, from_os_error
-from engine.runtime.cgroups import detect_mode
-from engine.runtime.manager import hard_limits
-from engine.runtime.options import RunOptions
-from engine.runtime.runc import OciRuntime, last_error
-from engine.runtime.snapshots import prepare_rootfs, release_rootfs
-from engine.runtime.spec import SpecContext, build_spec
-from engine.runtime.userdb import lookup_user_in_rootfs
+
+if TYPE_CHECKING:  # the runtime modules load only when a RUN step misses the cache (CLI start-up time)
+    from engine.runtime.runc import OciRuntime
 
 # What runc creates in a root filesystem when it is missing: removed again from a RUN's changes.
 MOUNT_STUBS = ("/proc", "/sys", "/dev", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/etc")
@@ -39,6 +36,8 @@ async def run_step(
     on_line: Callable[[str, str], None],
 ) -> tuple[int, Path]:
     """Run ``request`` over ``lowerdirs``; returns (exit code, upper dir holding the changes)."""
+    from engine.runtime.snapshots import prepare_rootfs, release_rootfs
+
     upper, work, rootfs = base / "upper", base / "work", base / "rootfs"
     prepare_rootfs(list(lowerdirs), upper, work, rootfs)
     try:
@@ -55,6 +54,12 @@ async def run_step(
 
 
 def _spec(container_id: str, rootfs: Path, base: Path, request: RunRequest) -> dict[str, object]:
+    from engine.runtime.cgroups import detect_mode
+    from engine.runtime.manager import hard_limits
+    from engine.runtime.options import RunOptions
+    from engine.runtime.spec import SpecContext, build_spec
+    from engine.runtime.userdb import lookup_user_in_rootfs
+
     user = lookup_user_in_rootfs(rootfs, request.user)
     hosts = base / "hosts"
     resolv = base / "resolv.conf"
@@ -91,6 +96,8 @@ def _read_or(path: Path, default: bytes) -> bytes:
 
 async def _run_runc(runtime: OciRuntime, container_id: str, bundle: Path,
                     on_line: Callable[[str, str], None]) -> int:
+    from engine.runtime.runc import last_error
+
     args = [*runtime.base(), "run", "--bundle", str(bundle), container_id]
     try:
         process = await asyncio.create_subprocess_exec(

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import events as ev
 from engine.build.builder import Builder, BuildOptions
 from engine.build.cache import BuildCache
-from engine.build.rootfs import BuildFilesystems
 from engine.config import EngineConfig
 from engine.errors import ImageNotFoundError
 from engine.oci.platform import Platform
-from engine.runtime.snapshots import SnapshotStore
 from engine.store.layout import ImageStore, ResolvedImage
+
+if TYPE_CHECKING:
+    from engine.runtime.runc import OciRuntime
 
 
 class BuildService:
@@ -25,15 +26,19 @@ class BuildService:
         self.cache = BuildCache(config.cache_dir / "build")
 
     def _builder(self) -> Builder:
+        from engine.build.rootfs import BuildFilesystems
+        from engine.runtime.snapshots import SnapshotStore
+
+        fs = BuildFilesystems(self.store, SnapshotStore(self.config.snapshots_dir), self.config.tmp_dir)
+        return Builder(self.store, fs, self.cache, self._runtime, self._resolve,
+                       hash_cache=self.config.cache_dir / "context-hashes.json")
+
+    def _runtime(self) -> OciRuntime:
+        """The OCI runtime, looked up only when a RUN step has to run."""
         from engine.runtime.cgroups import detect_mode
         from engine.runtime.runc import find_runtime
 
-        fs = BuildFilesystems(self.store, SnapshotStore(self.config.snapshots_dir), self.config.tmp_dir)
-        return Builder(
-            self.store, fs, self.cache,
-            lambda: find_runtime(self.config.runtime, self.config.root / "runtime", detect_mode()),
-            self._resolve, hash_cache=self.config.cache_dir / "context-hashes.json",
-        )
+        return find_runtime(self.config.runtime, self.config.root / "runtime", detect_mode())
 
     async def _resolve(self, name: str, platform: Platform) -> ResolvedImage:
         try:
