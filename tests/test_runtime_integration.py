@@ -157,12 +157,13 @@ def _mounts_under(root: Path) -> list[str]:
 
 
 def _monitor_pids(root: Path) -> list[int]:
+    """Monitors (spawned or forked) name themselves ``dockyard-mon`` and live in their state dir."""
     out = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
-                cmdline = (entry / "cmdline").read_bytes()
-                if b"engine.runtime.monitor" in cmdline and str(root).encode() in cmdline:
+                if (entry / "comm").read_text().strip() == "dockyard-mon" and \
+                        os.readlink(entry / "cwd").startswith(str(root)):
                     out.append(int(entry.name))
     return out
 

@@ -26,8 +26,19 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class MonitorLauncher:
-    def __init__(self, state_dir: Path, pass_fds: Sequence[int] = ()) -> None:
+    """Spawns ``python -m engine.runtime.monitor`` at once (it boots while the caller works).
+
+    ``fork=True`` (only safe in a single-threaded caller such as the CLI) instead forks this process in
+    :meth:`go`: the monitor then costs no interpreter start-up and no imports (~50 ms of CPU).
+    """
+
+    def __init__(self, state_dir: Path, pass_fds: Sequence[int] = (), *, fork: bool = False) -> None:
         self.state_dir = state_dir
+        self.fork = fork
+        self._keep = list(pass_fds)
+        self._done = False
+        if fork:
+            return
         params_r, self._params_w = os.pipe2(os.O_CLOEXEC)
         self._sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "PYTHONPATH": _PACKAGE_ROOT,
@@ -45,11 +56,10 @@ class MonitorLauncher:
         finally:
             os.close(params_r)
             os.close(sync_w)
-        self._done = False
 
     def abort(self) -> None:
         """The container will not start: let the monitor exit."""
-        if self._done:
+        if self._done or self.fork:
             return
         self._done = True
         os.close(self._params_w)
@@ -59,6 +69,8 @@ class MonitorLauncher:
 
     def go(self, params: dict[str, Any]) -> dict[str, Any]:
         """Send the parameters and wait for the monitor's verdict (``{"ok": true, "pid": ...}``)."""
+        if self.fork:
+            return self._fork(params)
         self._done = True
         try:
             data = json.dumps(params).encode() + b"\n"
@@ -73,9 +85,48 @@ class MonitorLauncher:
             data = _read_line(self._sync_r, SYNC_TIMEOUT)
         finally:
             os.close(self._sync_r)
-        # reap it in the background: it is detached, but it is still our child until we exit
         if not data:
             self.proc.wait(timeout=5)
+        return self._verdict(data)
+
+    def _fork(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._done = True
+        sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+        from engine.runtime import monitor
+
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        pid = os.fork()
+        if pid == 0:  # the monitor: never returns into the caller's code
+            code = 1
+            try:
+                os.setsid()
+                os.close(sync_r)
+                keep = {sync_w, *self._keep}
+                null = os.open(os.devnull, os.O_RDWR)
+                os.dup2(null, 0)
+                log = os.open(self.state_dir / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                os.dup2(log, 1)
+                os.dup2(log, 2)
+                _close_fds_except(keep)
+                code = monitor.Monitor(self.state_dir, {**params, "sync_fd": sync_w}).run()
+            except BaseException:
+                with contextlib.suppress(BaseException):
+                    import traceback
+
+                    traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(sync_w)
+        try:
+            data = _read_line(sync_r, SYNC_TIMEOUT)
+        finally:
+            os.close(sync_r)
+        return self._verdict(data)
+
+    def _verdict(self, data: bytes) -> dict[str, Any]:
+        if not data:
             detail = ""
             with contextlib.suppress(OSError):
                 lines = (self.state_dir / "monitor.log").read_text(errors="replace").strip().splitlines()
@@ -87,6 +138,17 @@ class MonitorLauncher:
         except ValueError as exc:
             raise ContainerRuntimeError(f"the container monitor sent {data[:100]!r}") from exc
         return message
+
+
+def _close_fds_except(keep: set[int]) -> None:
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 1024))
+    for fd in fds:
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _read_line(fd: int, timeout: float) -> bytes:

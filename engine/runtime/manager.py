@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import resource
-import secrets
 import shutil
 import time
 from collections.abc import Mapping
@@ -65,15 +64,15 @@ class Started:
     ports: tuple[PortSummary, ...]
 
 
+def _single_threaded() -> bool:
+    """Forking the monitor is only safe with no other thread (that could hold a lock) alive."""
+    import threading
+
+    return threading.active_count() == 1
+
+
 def _monitor_alive(pid: int, cdir: ContainerDir) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            cmdline = fh.read()
-    except OSError:
-        return False
-    return b"engine.runtime.monitor" in cmdline and str(cdir.path).encode() in cmdline
+    return pid > 0 and cdir.monitor_running()
 
 
 def _port_summaries(ports: list[dict[str, Any]]) -> tuple[PortSummary, ...]:
@@ -173,7 +172,7 @@ class ContainerManager:
         store = ImageStore(self.config.store_dir)
         resolved = store.resolve(image)
         requested_ports = self._requested_ports(options, dict(resolved.config.config))
-        return self._create(store, resolved, image, options, caller_env, requested_ports, secrets.token_hex(32))
+        return self._create(store, resolved, image, options, caller_env, requested_ports, os.urandom(32).hex())
 
     def run(self, image: str, options: RunOptions, caller_env: Mapping[str, str] | None = None, *,
             wait_attach: bool = False) -> Started:
@@ -188,10 +187,11 @@ class ContainerManager:
         resolved = store.resolve(image)
         requested_ports = self._requested_ports(options, dict(resolved.config.config))
         self.runtime  # noqa: B018 - fail on a missing runtime before anything is made
-        container_id = secrets.token_hex(32)
+        container_id = os.urandom(32).hex()
         bound = self._bind(requested_ports, options.name or "the container")
         try:
-            launcher = MonitorLauncher(self.containers_dir / container_id, bound.fds() if bound else ())
+            launcher = MonitorLauncher(self.containers_dir / container_id, bound.fds() if bound else (),
+                                       fork=_single_threaded())
             try:
                 record = self._create(store, resolved, image, options, caller_env, requested_ports, container_id)
             except BaseException:
@@ -297,6 +297,8 @@ class ContainerManager:
         return record
 
     def _requested_ports(self, options: RunOptions, image_config: Mapping[str, Any]) -> list[dict[str, Any]]:
+        if not options.publish and not options.publish_all:
+            return []
         from engine.net.network import mappings_to_forward
         from engine.net.ports import check_conflicts, parse_publish_all, publish_all
 
@@ -335,7 +337,7 @@ class ContainerManager:
         anonymous = ["/" + v.strip("/") for v in image_volumes if "/" + v.strip("/") not in user_targets]
         anonymous += [v.target for v in options.volumes if v.source is None]
         for index, target in enumerate(anonymous):
-            host_dir = cdir.volumes / f"{index}-{secrets.token_hex(4)}"
+            host_dir = cdir.volumes / f"{index}-{os.urandom(4).hex()}"
             host_dir.mkdir(parents=True)
             source = resolve_in_root(cdir.rootfs, target)
             if source.is_dir():  # docker copies the image's content into a new volume
@@ -384,7 +386,7 @@ class ContainerManager:
 
         bound = self._bind(record.network.get("requested_ports") or [], record.name)
         try:
-            launcher = MonitorLauncher(cdir.path, bound.fds() if bound else ())
+            launcher = MonitorLauncher(cdir.path, bound.fds() if bound else (), fork=_single_threaded())
             return self._launch(cdir, record, launcher, bound, wait_attach)
         finally:
             if bound is not None:

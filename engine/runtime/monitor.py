@@ -2,8 +2,9 @@
 
 Like podman's conmon, one small detached process (its own session) per running container.  It
 
-* runs ``runc create`` with the container's stdio: pipes, or a pty received over runc's
-  ``--console-socket`` for ``-t``; then ``runc start`` (at once, or when the first client attaches),
+* runs ``runc run --detach`` with the container's stdio: pipes, or a pty received over runc's
+  ``--console-socket`` for ``-t``; output written before the first client attaches is replayed to it
+  (``run`` without ``-d``), so no start gating is needed,
 * is the container's parent (PR_SET_CHILD_SUBREAPER) and waits for it through a pidfd; the exit
   code is docker's (128+signal for a signalled process) and lands in the record with the finish time,
 * appends stdout/stderr to ``container.log`` (json-file lines) and serves ``attach.sock``: framed
@@ -48,8 +49,10 @@ from engine.runtime.runc import OciRuntime, exit_code_from_status, last_error
 FRAME = struct.Struct(">BI")
 T_STDIN, T_STDOUT, T_STDERR, T_EXIT, T_STDIN_EOF, T_RESIZE = 0, 1, 2, 3, 5, 6
 PR_SET_CHILD_SUBREAPER = 36
-ATTACH_WAIT = 60.0
+PR_SET_NAME = 15
+MONITOR_COMM = b"dockyard-mon"
 DRAIN_TIMEOUT = 2.0
+ATTACH_WAIT = 30.0
 CLIENT_BUFFER_LIMIT = 8 * 1024 * 1024
 READ_CHUNK = 65536
 
@@ -85,6 +88,8 @@ class Monitor:
         self.pid = 0
         self.pidfd: int | None = None
         self.started = False
+        # run without -d: keep the output for the client that is about to attach (no start gating)
+        self.replay: bytearray | None = bytearray() if params.get("wait_attach") else None
         self.exit_code: int | None = None
         self.logs: LogWriter | None = None
         self.forwarder: Any = None
@@ -96,6 +101,11 @@ class Monitor:
     def run(self) -> int:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        libc.prctl(PR_SET_NAME, ctypes.c_char_p(MONITOR_COMM), 0, 0, 0)
+        os.chdir(self.cdir.path)
+        # held for the monitor's life: "is the monitor alive" is "is this lock taken" (no pid reuse races)
+        self.alive_fd = os.open(self.cdir.monitor_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.alive_fd, fcntl.LOCK_EX)
         for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_IGN)
         sync_fd = self.params.get("sync_fd")
@@ -109,15 +119,7 @@ class Monitor:
             self._cleanup_after_exit()
             return 1
         ports = [m.to_dict() for m in self.forwarder.mappings] if self.forwarder is not None else []
-        if not self.params.get("wait_attach"):
-            try:
-                self._start()
-            except Exception as exc:
-                message = getattr(exc, "message", None) or str(exc)
-                self._failed(message)
-                self._sync(sync_fd, {"ok": False, "error": message})
-                self._cleanup_after_exit()
-                return 1
+        self._started()
         self._sync(sync_fd, {"ok": True, "pid": self.pid, "ports": ports})
         self._loop()
         self._finish()
@@ -181,8 +183,8 @@ class Monitor:
             stdio = (in_r, out_w, err_w)
             self.out_fds[out_r] = "stdout"
             self.out_fds[err_r] = "stderr"
-        args = self.runtime.create_args(self.cdir.id, self.cdir.bundle, self.cdir.pid_file,
-                                        console_path if console_dir is not None else None)
+        args = self.runtime.run_detached_args(self.cdir.id, self.cdir.bundle, self.cdir.pid_file,
+                                              console_path if console_dir is not None else None)
         proc = subprocess.Popen(args, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
                                 cwd=str(self.cdir.path), close_fds=True)
         if console is not None:
@@ -236,8 +238,7 @@ class Monitor:
                 return fds[0]
         return None
 
-    def _start(self) -> None:
-        self.runtime.start(self.cdir.id)
+    def _started(self) -> None:
         self.started = True
         health = self.params.get("health")
         self.record = self.cdir.update(lambda r: r.with_state(
@@ -260,21 +261,20 @@ class Monitor:
     # ---- the loop ---------------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        attach_deadline = time.monotonic() + ATTACH_WAIT
         drain_deadline: float | None = None
+        attach_deadline: float | None = None
         while True:
-            if self.exit_code is not None and not self.out_fds:
-                break
             timeout: float | None = None
-            if not self.started:
-                timeout = max(0.0, attach_deadline - time.monotonic())
-                if timeout == 0:
-                    self._start_or_fail()
-                    continue
-            if drain_deadline is not None:
-                timeout = max(0.0, drain_deadline - time.monotonic())
-                if timeout == 0:
+            if self.exit_code is not None and (not self.out_fds or time.monotonic() >= (drain_deadline or 0)):
+                if self.replay is None:
                     break
+                # run without -d and the container was quicker than the client: wait for it to attach
+                attach_deadline = attach_deadline or time.monotonic() + ATTACH_WAIT
+                timeout = attach_deadline - time.monotonic()
+                if timeout <= 0:
+                    break
+            elif drain_deadline is not None:
+                timeout = max(0.0, drain_deadline - time.monotonic())
             for key, events in self.sel.select(timeout):
                 kind = key.data
                 if kind == "listener":
@@ -292,15 +292,6 @@ class Monitor:
                     if events & selectors.EVENT_WRITE and kind in self.clients:
                         self._client_write(kind)
 
-    def _start_or_fail(self) -> None:
-        try:
-            self._start()
-        except Exception as exc:
-            message = getattr(exc, "message", None) or str(exc)
-            self._failed(message)
-            with contextlib.suppress(OSError):
-                os.kill(self.pid, signal.SIGKILL)
-
     def _accept(self) -> None:
         assert self.listener is not None
         try:
@@ -311,8 +302,11 @@ class Monitor:
         client = _Client(sock)
         self.clients.append(client)
         self.sel.register(sock, selectors.EVENT_READ, client)
-        if not self.started:
-            self._start_or_fail()
+        if self.replay is not None:  # the first client gets what was written before it came
+            replay, self.replay = self.replay, None
+            if replay:
+                client.outbuf += replay
+                self._client_write(client)
 
     def _read_output(self, fd: int) -> None:
         stream = self.out_fds[fd]
@@ -339,6 +333,8 @@ class Monitor:
         self._broadcast(frame(T_STDOUT if stream == "stdout" else T_STDERR, data))
 
     def _broadcast(self, data: bytes) -> None:
+        if self.replay is not None and len(self.replay) < CLIENT_BUFFER_LIMIT:
+            self.replay += data
         for client in list(self.clients):
             if len(client.outbuf) > CLIENT_BUFFER_LIMIT:
                 self._drop(client)  # a client that does not read is cut off, the container is not
@@ -542,7 +538,7 @@ def _create_error(stderr: str) -> str:
     if "executable file not found" in message or "no such file or directory" in message:
         # runc: exec: "foo": executable file not found in $PATH
         return f"cannot start the container: {message}"
-    return f"runc create failed: {message}"
+    return f"runc run failed: {message}"
 
 
 def _read_params(fd: int) -> bytes:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import random
 from collections.abc import Container
 
 ADJECTIVES = (
@@ -16,6 +16,8 @@ ADJECTIVES = (
     "sleepy", "stoic", "strange", "sweet", "tender", "thirsty", "trusting", "upbeat", "vibrant",
     "vigilant", "vigorous", "wizardly", "wonderful", "youthful", "zealous", "zen",
 )
+
+_rng = random.SystemRandom()  # names need no cryptography; SystemRandom avoids a shared seed
 
 SCIENTISTS = (
     "agnesi", "albattani", "allen", "archimedes", "babbage", "bardeen", "bell", "bhabha", "bohr", "booth",
@@ -34,9 +36,9 @@ def random_name(taken: Container[str] = (), attempts: int = 20) -> str:
     """A free ``adjective_surname``; after ``attempts`` collisions a numeric suffix is added."""
     name = ""
     for attempt in range(attempts + 1):
-        name = f"{secrets.choice(ADJECTIVES)}_{secrets.choice(SCIENTISTS)}"
+        name = f"{_rng.choice(ADJECTIVES)}_{_rng.choice(SCIENTISTS)}"
         if attempt == attempts:
-            name += str(secrets.randbelow(1000))
+            name += str(_rng.randrange(1000))
         if name not in taken:
             return name
     return name

@@ -194,6 +194,24 @@ class ContainerDir:
         return self.path / "console.sock"
 
     @property
+    def monitor_lock(self) -> Path:
+        return self.path / "monitor.lock"
+
+    def monitor_running(self) -> bool:
+        """True while a monitor holds ``monitor.lock`` (it does for its whole life)."""
+        try:
+            fd = os.open(self.monitor_lock, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    @property
     def monitor_log(self) -> Path:
         return self.path / "monitor.log"
 

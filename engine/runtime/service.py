@@ -12,17 +12,19 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.config import EngineConfig
 from engine.errors import ConflictError, ContainerRuntimeError, InvalidInputError
-from engine.events import ContainerStateChanged, Event, HealthChanged, LogLine, PortBound
 from engine.runtime import cgroups
-from engine.runtime.attach import AttachClient
 from engine.runtime.manager import ContainerManager, Started
 from engine.runtime.options import RunOptions
 from engine.runtime.record import ContainerRecord
 from engine.summaries import ContainerStats, ContainerSummary, PortSummary
+
+if TYPE_CHECKING:  # imported where used: ``dockyard run`` pays for neither
+    from engine.events import Event, LogLine
+    from engine.runtime.attach import AttachClient
 
 T = TypeVar("T")
 
@@ -56,6 +58,8 @@ class ContainerService:
         With ``attach`` (default: not ``options.detach``) the process starts when the caller
         connects with :meth:`attach`, so no output is missed.
         """
+        from engine.events import ContainerStateChanged, PortBound
+
         wait_attach = (not options.detach) if attach is None else attach
         started = await _thread(self.manager.run, image, options, dict(os.environ),
                                           wait_attach=wait_attach)
@@ -101,6 +105,8 @@ class ContainerService:
 
     def attach(self, name: str) -> AttachClient:
         """Connect to a running (or waiting) container's stdio; see engine.runtime.attach.pump."""
+        from engine.runtime.attach import AttachClient
+
         cdir = self.manager.find(name)
         if not cdir.attach_socket.exists():
             raise ConflictError("you cannot attach to a stopped container, start it first")
@@ -131,6 +137,7 @@ class ContainerService:
     async def logs(self, name: str, *, follow: bool = False, tail: int | None = None,
                    poll_interval: float = 0.05) -> AsyncIterator[LogLine]:
         """Entries of the json-file log; with ``follow`` keeps going until the container stops."""
+        from engine.events import LogLine
         from engine.runtime.logs import read_entries, read_from
 
         cdir = await _thread(self.manager.find, name)
@@ -232,6 +239,8 @@ class ContainerService:
 
     async def events(self, interval: float = 0.5) -> AsyncIterator[Event]:
         """State and health changes of every container, by polling the records (cheap: small files)."""
+        from engine.events import ContainerStateChanged, HealthChanged
+
         seen: dict[str, tuple[str, str | None, str]] = {}
         first = True
         while True:
