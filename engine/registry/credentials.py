@@ -207,7 +207,7 @@ def _helper_store(name: str) -> Any:
     # docker-pycreds crashes (os.errno on Python 3) when the program vanishes: check first.
     if shutil.which(program) is None:
         raise CredentialHelperError(f"credential helper {program} is not installed or not on PATH")
-    import dockerpycreds  # type: ignore[import-untyped]
+    import dockerpycreds
 
     try:
         return dockerpycreds.Store(name)
