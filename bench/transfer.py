@@ -8,9 +8,11 @@ plus compressible text layers, gzip-compressed once into a dockyard store (an OC
 * pull: registry -> empty store (dockyard pull) vs registry -> empty oci layout (skopeo copy).
 
 Runs alternate (dockyard, skopeo, dockyard, ...) to cancel disk drift; medians and the
-dockyard/skopeo ratio are printed (target: <= 0.8 both ways).
+dockyard/skopeo ratio are printed (target: <= 0.8 both ways). CPU time (user+sys) per run is printed
+too: on a shared machine it is steadier than wall time. dockyard's is this process's (all threads),
+skopeo's its child's; the registry's own CPU is in neither.
 
-    .venv/bin/python bench/transfer.py [--mb 300] [--runs 3] [--work DIR] [--json]
+    .venv/bin/python bench/transfer.py [--mb 300] [--runs 3] [--only push|pull] [--work DIR] [--json]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hashlib
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -108,6 +111,12 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def _cpu() -> float:
+    """user+sys seconds of this process (all threads) plus its waited-for children (skopeo)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 async def _dockyard_push(store: ImageStore, registry: str, target: Reference) -> None:
     image = store.resolve(NAME)
     async with RegistryClient(registry) as client:
@@ -126,6 +135,7 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=300)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--work", type=Path, default=None, help="keep the generated image here between runs")
+    parser.add_argument("--only", choices=("push", "pull"), default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if shutil.which("skopeo") is None:
@@ -139,45 +149,55 @@ def main() -> None:
     size_mb = image.size / 1e6
     print(f"image: {len(image.manifest.layers)} layers, {size_mb:.0f} MB compressed "
           f"(made in {time.monotonic() - t0:.1f} s)", file=sys.stderr)
-    results: dict[str, list[float]] = {"push_dockyard": [], "push_skopeo": [], "pull_dockyard": [], "pull_skopeo": []}
+    directions = [args.only] if args.only else ["push", "pull"]
+    results: dict[str, list[float]] = {f"{d}_{t}": [] for d in directions for t in ("dockyard", "skopeo")}
+    cpu: dict[str, list[float]] = {key: [] for key in results}
     with start_registry(work / "registry") as reg:
         target = Reference(reg.host, "bench/big", "1")
         for run in range(args.runs):
             # push, alternating which tool goes first
             order = ["dockyard", "skopeo"] if run % 2 == 0 else ["skopeo", "dockyard"]
-            for tool in order:
+            if "push" not in directions and run == 0:
+                asyncio.run(_dockyard_push(source, reg.host, target))
+            for tool in order if "push" in directions else []:
                 reg.wipe()
-                start = time.monotonic()
+                start, cpu_start = time.monotonic(), _cpu()
                 if tool == "dockyard":
                     asyncio.run(_dockyard_push(source, reg.host, target))
                 else:
                     subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{source.root}:{ref}",
                                     f"docker://{target}"], check=True)
                 results[f"push_{tool}"].append(time.monotonic() - start)
-            for tool in order:
+                cpu[f"push_{tool}"].append(_cpu() - cpu_start)
+            for tool in order if "pull" in directions else []:
                 dest = work / f"pull-{tool}"
                 shutil.rmtree(dest, ignore_errors=True)
-                start = time.monotonic()
+                start, cpu_start = time.monotonic(), _cpu()
                 if tool == "dockyard":
                     asyncio.run(_dockyard_pull(ImageStore(dest), reg.host, target))
                 else:
                     subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{target}",
                                     f"oci:{dest}:{ref}"], check=True)
                 results[f"pull_{tool}"].append(time.monotonic() - start)
-            print(f"run {run + 1}: " + ", ".join(f"{k}={v[-1]:.2f}s" for k, v in results.items()), file=sys.stderr)
+                cpu[f"pull_{tool}"].append(_cpu() - cpu_start)
+            print(f"run {run + 1}: " + ", ".join(f"{k}={v[-1]:.2f}s (cpu {cpu[k][-1]:.2f}s)"
+                                                 for k, v in results.items()), file=sys.stderr)
     summary = {}
-    for direction in ("push", "pull"):
+    for direction in directions:
         ours, theirs = _median(results[f"{direction}_dockyard"]), _median(results[f"{direction}_skopeo"])
+        ours_cpu, theirs_cpu = _median(cpu[f"{direction}_dockyard"]), _median(cpu[f"{direction}_skopeo"])
         summary[direction] = {"dockyard_s": round(ours, 3), "skopeo_s": round(theirs, 3),
                               "dockyard_MBps": round(size_mb / ours, 1), "skopeo_MBps": round(size_mb / theirs, 1),
-                              "ratio": round(ours / theirs, 3)}
+                              "ratio": round(ours / theirs, 3), "dockyard_cpu_s": round(ours_cpu, 3),
+                              "skopeo_cpu_s": round(theirs_cpu, 3), "cpu_ratio": round(ours_cpu / theirs_cpu, 3)}
     if args.json:
         print(json.dumps({"image_mb": round(size_mb, 1), "runs": args.runs, **summary}, indent=2))
     else:
-        print(f"{'':6} {'dockyard':>10} {'skopeo':>10} {'ratio':>7}"
+        print(f"{'':6} {'dockyard':>10} {'skopeo':>10} {'ratio':>7}   {'cpu dy':>8} {'cpu sk':>8} {'ratio':>7}"
               f"   (image {size_mb:.0f} MB, {args.runs} runs, medians)")
         for direction, row in summary.items():
             print(f"{direction:6} {row['dockyard_s']:>9.2f}s {row['skopeo_s']:>9.2f}s {row['ratio']:>7.2f}"
+                  f"   {row['dockyard_cpu_s']:>7.2f}s {row['skopeo_cpu_s']:>7.2f}s {row['cpu_ratio']:>7.2f}"
                   f"   ({row['dockyard_MBps']:.0f} vs {row['skopeo_MBps']:.0f} MB/s)")
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
