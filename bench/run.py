@@ -176,6 +176,9 @@ def main() -> int:
     if os.geteuid() != 0 or shutil.which("runc") is None:
         print("bench/run.py needs root and runc", file=sys.stderr)
         return 2
+    # byte-compile first: with PYTHONDONTWRITEBYTECODE set, every CLI start would compile its sources
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "engine"), str(REPO / "cli")],
+                   check=False, stdout=subprocess.DEVNULL)
     work = Path(tempfile.mkdtemp(prefix="dockyard-bench-"))
     podman_root = work / "podman"
     dy_root = work / "dockyard"

@@ -7,6 +7,7 @@ path is real.  Each test session uses its own bridge and subnet (DOCKYARD_BRIDGE
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -526,3 +527,76 @@ def test_health_checks_change_status(dy: Dockyard) -> None:
     assert data["State"]["Health"]["FailingStreak"] >= 2
     assert data["State"]["Health"]["Log"][-1]["Output"] == "failing\n"
     assert "(unhealthy)" in dy("ps").stdout
+
+
+# ---- image config: VOLUME, EXPOSE (-P), and the async API the TUI uses ------------------------------------
+
+
+def _import_variant(dy: Dockyard, busybox_tar: Path, name: str, changes: list[str]) -> None:
+    from engine.config import EngineConfig
+    from engine.oci.reference import Reference
+    from engine.store.importer import import_rootfs
+    from engine.store.layout import ImageStore
+
+    import_rootfs(ImageStore(EngineConfig(root=dy.root).store_dir), busybox_tar, Reference.parse(name),
+                  changes=changes)
+
+
+def test_image_volumes_publish_all_and_stop_signal(dy: Dockyard, busybox_tar: Path) -> None:
+    _import_variant(dy, busybox_tar, "webimage", [
+        'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]', "EXPOSE 80", "VOLUME /www", "STOPSIGNAL SIGKILL"])
+    dy("run", "-d", "--name", "vol", "-P", "webimage")
+    data = dy.inspect("vol")
+    mount = next(m for m in data["Mounts"] if m["Destination"] == "/www")
+    assert mount["Type"] == "volume"
+    assert (Path(mount["Source"]) / "index.html").read_text() == "hello from busybox\n"  # copied from the image
+    assert data["Config"]["StopSignal"] == "SIGKILL"
+    host_port = int(data["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
+    assert _http_get(f"http://127.0.0.1:{host_port}/") == "hello from busybox\n"
+    dy("exec", "vol", "sh", "-c", "echo changed > /www/index.html")
+    assert (Path(mount["Source"]) / "index.html").read_text() == "changed\n"
+    started = time.monotonic()
+    dy("stop", "-t", "10", "vol")  # STOPSIGNAL SIGKILL: no waiting for the timeout
+    assert time.monotonic() - started < 5
+    assert dy.inspect("vol")["State"]["ExitCode"] == 137
+
+
+async def test_async_service_events_logs_and_stats(dy: Dockyard) -> None:
+    from engine.config import EngineConfig
+    from engine.events import ContainerStateChanged, LogLine
+    from engine.runtime.options import RunOptions
+    from engine.runtime.service import ContainerService
+
+    config = EngineConfig(root=dy.root, bridge_name=dy.env["DOCKYARD_BRIDGE"], subnet=dy.env["DOCKYARD_SUBNET"])
+    service = ContainerService(config)
+    watcher = service.events(interval=0.05)
+    first = asyncio.ensure_future(watcher.__anext__())
+    await asyncio.sleep(0.2)  # the first poll only records what exists
+    events = [e async for e in service.run("busybox", RunOptions(
+        command=("sh", "-c", "echo one; echo two >&2; sleep 0.5; exit 4"), network="none", name="svc", detach=True))]
+    assert [type(e).__name__ for e in events] == ["ContainerStateChanged", "ContainerStateChanged"]
+    assert isinstance(events[0], ContainerStateChanged) and events[0].name == "svc"
+    change = await asyncio.wait_for(first, 10)
+    assert isinstance(change, ContainerStateChanged) and change.name == "svc"
+    assert [s.name for s in await service.list()] == ["svc"]
+    stats = await service.stats("svc", interval=0.1)
+    assert stats.pids >= 1 and stats.memory_bytes > 0
+    assert await service.wait("svc") == 4
+    lines = [line async for line in service.logs("svc")]
+    assert [(line.stream, line.text) for line in lines] == [("stdout", "one\n"), ("stderr", "two\n")]
+    assert all(isinstance(line, LogLine) and line.time.endswith("Z") for line in lines)
+    exited = await asyncio.wait_for(watcher.__anext__(), 10)
+    while not (isinstance(exited, ContainerStateChanged) and exited.state == "exited"):
+        exited = await asyncio.wait_for(watcher.__anext__(), 10)
+    assert exited.exit_code == 4
+    summary = (await service.list(all=True))[0]
+    assert summary.status.startswith("Exited (4)")
+    code, output = 0, b""
+    await service.start("svc")
+    code, output = await service.exec("svc", ["echo", "inside"], capture=True)
+    assert (code, output) == (0, b"inside\n")
+    await service.remove("svc", force=True)
+    removed = await asyncio.wait_for(watcher.__anext__(), 10)
+    while not (isinstance(removed, ContainerStateChanged) and removed.state == "removed"):
+        removed = await asyncio.wait_for(watcher.__anext__(), 10)
+    await watcher.aclose()
