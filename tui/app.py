@@ -194,6 +194,8 @@ class DockyardApp(App[None]):
 
     # ---- the one error handler -----------------------------------------------------------------------
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Workers report to the node that started them (the message does not bubble): views and screens
+        forward theirs here."""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             self.report_error(event.worker.error, event.worker.name)
 

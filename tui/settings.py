@@ -69,8 +69,20 @@ def dumps(data: dict[str, Any]) -> str:
         if lines:
             lines.append("")
         lines.append(f"[{_key(name)}]")
-        lines.extend(f"{_key(k)} = {_value(v)}" for k, v in table.items() if not isinstance(v, dict))
+        lines.extend(f"{key} = {_value(v)}" for key, v in _dotted(table))
     return "\n".join(lines) + "\n"
+
+
+def _dotted(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested tables inside a table as dotted keys (``containers.kill = "ctrl+k"``)."""
+    out: list[tuple[str, Any]] = []
+    for key, value in table.items():
+        name = f"{prefix}{_key(key)}"
+        if isinstance(value, dict):
+            out.extend(_dotted(value, name + "."))
+        else:
+            out.append((name, value))
+    return out
 
 
 def _key(key: str) -> str:

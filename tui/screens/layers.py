@@ -12,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Tree
+from textual.worker import Worker
 
 from engine.summaries import LayerSummary
 from tui.engine_protocols import ImageChangesLike
@@ -61,6 +62,9 @@ class LayersScreen(Screen[None]):
 
         assert isinstance(self.app, DockyardApp)
         return self.app
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.dockyard.on_worker_state_changed(event)
 
     def compose(self) -> ComposeResult:
         yield Label(f"layers of {self.image}", id="layers-title")

@@ -85,6 +85,9 @@ class View(Vertical):
 
         return callback
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.dockyard.on_worker_state_changed(event)
+
     def command(self, line: str) -> None:
         """Record the CLI equivalent of what the user just did."""
         self.post_message(CommandIssued(line))

@@ -88,9 +88,16 @@ class LogView(ScrollView, can_focus=True):
                 self._rows.extend((index, piece) for piece in range(self._pieces(index)))
         self._relayout()
         if self.follow:
-            self.scroll_end(animate=False, immediate=True)
+            self.call_after_refresh(self._tail)
+
+    def _tail(self) -> None:
+        if self.follow:
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
 
     def set_options(self, *, timestamps: bool | None = None, wrap: bool | None = None) -> None:
+        """Toggle timestamps / wrapping; the line at the top stays at the top (unless following)."""
+        row = int(self.scroll_offset.y)
+        top = (self._rows[row][0] if row < len(self._rows) else 0) if self.wrap and self._rows_width else row
         if timestamps is not None:
             self.timestamps = timestamps
         if wrap is not None:
@@ -98,6 +105,10 @@ class LogView(ScrollView, can_focus=True):
         self._rows_width = 0
         self._widest = max((len(self._prefix(e)) + len(e.text) for e in self.entries), default=0)
         self._relayout()
+        if self.follow:
+            self.call_after_refresh(self._tail)
+        elif self.entries:
+            self.scroll_to_entry(min(top, len(self.entries) - 1))
 
     def set_search(self, text: str) -> int:
         """Highlight ``text``; jump to its last occurrence. Returns the number of matching lines."""

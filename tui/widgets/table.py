@@ -143,7 +143,7 @@ class VirtualTable(ScrollView, can_focus=True):
             return None
         return self._rows[self._view[min(self.cursor, len(self._view) - 1)]]
 
-    def keys(self) -> list[str]:
+    def row_keys(self) -> list[str]:
         """Every row key (unfiltered), in order."""
         return [r.key for r in self._rows]
 
