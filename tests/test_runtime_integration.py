@@ -379,38 +379,50 @@ def test_interactive_stdin_is_forwarded(dy: Dockyard) -> None:
     assert result.stdout == "HELLO\n"
 
 
-def test_run_it_gives_a_working_shell(dy: Dockyard) -> None:
+def _on_terminal(dy: Dockyard, args: list[str], keys: bytes, expect: bytes) -> tuple[bytes, int]:
+    """Run the CLI on a pty, wait for a prompt, type ``keys``, collect output until ``expect`` and exit."""
     import pty
+    import select
 
     pid, fd = pty.fork()
     if pid == 0:  # the child: the CLI on a terminal
-        os.execvpe(CLI[0], [*CLI, "run", "-it", "--rm", "--network", "none", "busybox", "sh"], dy.env)
+        os.execvpe(CLI[0], [*CLI, *args], dy.env)
     output = b""
 
-    def read_until(marker: bytes, timeout: float = 15) -> bytes:
+    def read_until(marker: bytes, timeout: float = 15) -> None:
         nonlocal output
         deadline = time.monotonic() + timeout
         while marker not in output and time.monotonic() < deadline:
-            import select
-
             ready, _, _ = select.select([fd], [], [], 0.2)
             if ready:
                 try:
                     output += os.read(fd, 4096)
                 except OSError:
                     break
-        return output
 
     read_until(b"# ")
-    os.write(fd, b"echo $((6*7)); tty; exit 5\r")
-    read_until(b"/dev/pts/")
+    os.write(fd, keys)
+    read_until(expect)
     _, status = os.waitpid(pid, 0)
     with contextlib.suppress(OSError):
         output += os.read(fd, 4096)
     os.close(fd)
+    return output, os.WEXITSTATUS(status)
+
+
+def test_run_it_gives_a_working_shell(dy: Dockyard) -> None:
+    output, code = _on_terminal(dy, ["run", "-it", "--rm", "--network", "none", "busybox", "sh"],
+                                b"echo $((6*7)); tty; exit 5\r", b"/dev/pts/")
     assert b"42" in output
     assert b"/dev/pts/0" in output
-    assert os.WEXITSTATUS(status) == 5
+    assert code == 5
+
+
+def test_exec_it_gives_a_working_shell(dy: Dockyard) -> None:
+    dy("run", "-d", "--network", "none", "--name", "box", "busybox", "sleep", "60")
+    output, code = _on_terminal(dy, ["exec", "-it", "box", "sh"], b"echo $((7*6)) $TERM; exit 3\r", b"42")
+    assert b"42 xterm" in output
+    assert code == 3
 
 
 def test_exec(dy: Dockyard) -> None:

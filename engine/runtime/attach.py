@@ -1,4 +1,7 @@
-"""Client side of a monitor's attach socket (see monitor.py for the frame format).
+"""The attach protocol: frames of ``>BI`` (type, length) + payload, and its client side.
+
+Monitor -> client: 1 stdout, 2 stderr, 3 exit (JSON ``{"exit_code": n}``).  Client -> monitor:
+0 stdin, 5 stdin EOF, 6 resize (``>HH`` rows, cols).
 
 ``AttachClient`` speaks the protocol; ``pump`` bridges it to local file descriptors (the CLI's
 terminal or pipes) until the container exits, and returns its exit code.
@@ -22,6 +25,22 @@ FRAME = struct.Struct(">BI")
 T_STDIN, T_STDOUT, T_STDERR, T_EXIT, T_STDIN_EOF, T_RESIZE = 0, 1, 2, 3, 5, 6
 
 
+def frame(kind: int, payload: bytes) -> bytes:
+    return FRAME.pack(kind, len(payload)) + payload
+
+
+def take_frames(buf: bytearray) -> list[tuple[int, bytes]]:
+    """Remove and return the complete frames at the start of ``buf`` (a partial one stays)."""
+    out: list[tuple[int, bytes]] = []
+    while len(buf) >= FRAME.size:
+        kind, length = FRAME.unpack_from(buf)
+        if len(buf) < FRAME.size + length:
+            break
+        out.append((kind, bytes(buf[FRAME.size:FRAME.size + length])))
+        del buf[:FRAME.size + length]
+    return out
+
+
 class AttachClient:
     def __init__(self, path: Path, timeout: float = 10.0) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -43,7 +62,7 @@ class AttachClient:
 
     def _send(self, kind: int, payload: bytes) -> None:
         with contextlib.suppress(OSError):
-            self.sock.sendall(FRAME.pack(kind, len(payload)) + payload)
+            self.sock.sendall(frame(kind, payload))
 
     def send_stdin(self, data: bytes) -> None:
         self._send(T_STDIN, data)
@@ -63,17 +82,11 @@ class AttachClient:
         if not data:
             return None
         self._buf += data
-        out: list[tuple[int, bytes]] = []
-        while len(self._buf) >= FRAME.size:
-            kind, length = FRAME.unpack_from(self._buf)
-            if len(self._buf) < FRAME.size + length:
-                break
-            payload = bytes(self._buf[FRAME.size:FRAME.size + length])
-            del self._buf[:FRAME.size + length]
+        out = take_frames(self._buf)
+        for kind, payload in out:
             if kind == T_EXIT:
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     self.exit_code = int(json.loads(payload)["exit_code"])
-            out.append((kind, payload))
         return out
 
     def close(self) -> None:

@@ -14,9 +14,7 @@ Like podman's conmon, one small detached process (its own session) per running c
 
 It imports only the standard library and small engine modules, so it starts in a few milliseconds.
 
-Attach protocol (unix stream socket): frames of ``>BI`` (type, length) + payload.  Monitor ->
-client: 1 stdout, 2 stderr, 3 exit (JSON ``{"exit_code": n}``).  Client -> monitor: 0 stdin,
-5 stdin EOF, 6 resize (``>HH`` rows, cols).
+The attach protocol (unix stream socket) is described in attach.py.
 """
 
 from __future__ import annotations
@@ -42,12 +40,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.runtime.attach import T_EXIT, T_RESIZE, T_STDERR, T_STDIN, T_STDIN_EOF, T_STDOUT, frame, take_frames
 from engine.runtime.logs import LogWriter
 from engine.runtime.record import ContainerDir, ContainerRecord, HealthState, now_rfc3339, socket_path
 from engine.runtime.runc import OciRuntime, exit_code_from_status, last_error
 
-FRAME = struct.Struct(">BI")
-T_STDIN, T_STDOUT, T_STDERR, T_EXIT, T_STDIN_EOF, T_RESIZE = 0, 1, 2, 3, 5, 6
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NAME = 15
 MONITOR_COMM = b"dockyard-mon"
@@ -55,10 +52,6 @@ DRAIN_TIMEOUT = 2.0
 ATTACH_WAIT = 30.0
 CLIENT_BUFFER_LIMIT = 8 * 1024 * 1024
 READ_CHUNK = 65536
-
-
-def frame(kind: int, payload: bytes) -> bytes:
-    return FRAME.pack(kind, len(payload)) + payload
 
 
 class _Client:
@@ -368,18 +361,13 @@ class Monitor:
             self._drop(client)
             return
         client.inbuf += data
-        while len(client.inbuf) >= FRAME.size:
-            kind, length = FRAME.unpack_from(client.inbuf)
-            if len(client.inbuf) < FRAME.size + length:
-                break
-            payload = bytes(client.inbuf[FRAME.size:FRAME.size + length])
-            del client.inbuf[:FRAME.size + length]
+        for kind, payload in take_frames(client.inbuf):
             if kind == T_STDIN and self.stdin_fd is not None:
                 self.stdin_buf += payload
                 self._flush_stdin()
             elif kind == T_STDIN_EOF:
                 self._close_stdin()
-            elif kind == T_RESIZE and self.pty_master is not None and length == 4:
+            elif kind == T_RESIZE and self.pty_master is not None and len(payload) == 4:
                 rows, cols = struct.unpack(">HH", payload)
                 with contextlib.suppress(OSError):
                     fcntl.ioctl(self.pty_master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
