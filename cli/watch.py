@@ -20,11 +20,22 @@ def register(group: click.Group) -> None:
 
 @contextlib.contextmanager
 def _quit_key(stop: Any) -> Iterator[None]:
-    """While the loop runs, ``q`` on a terminal stops it (Ctrl-C always does)."""
+    """While the loop runs, ``q`` on a terminal or a first Ctrl-C stops it cleanly."""
     import asyncio
+    import signal
 
+    loop = asyncio.get_running_loop()
+
+    def on_interrupt() -> None:
+        stop()  # stop cleanly (the final events still print); a second Ctrl-C interrupts at once
+        loop.remove_signal_handler(signal.SIGINT)
+
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
     if not sys.stdin.isatty():
-        yield
+        try:
+            yield
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
         return
     import termios
     import tty
@@ -32,7 +43,6 @@ def _quit_key(stop: Any) -> Iterator[None]:
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
     tty.setcbreak(fd)
-    loop = asyncio.get_running_loop()
 
     def on_key() -> None:
         with contextlib.suppress(OSError):
@@ -44,6 +54,7 @@ def _quit_key(stop: Any) -> Iterator[None]:
         yield
     finally:
         loop.remove_reader(fd)
+        loop.remove_signal_handler(signal.SIGINT)
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 

@@ -376,3 +376,117 @@ def test_keep_leaves_the_last_container_running(tmp_path: Path, busybox_tar: Pat
     assert [c.name for c in kept] == ["site-1"]
     asyncio.run(engine.containers.remove("site-1", force=True))
     _assert_cleaned_up(engine, config)
+
+
+def test_sync_restart_restarts_the_container_with_the_synced_files(tmp_path: Path, busybox_tar: Path) -> None:
+    toml = '[[watch]]\npath = "conf"\naction = "sync+restart"\ntarget = "/www/conf"\n'
+    dockerfile = SITE_DOCKERFILE.replace('CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]',
+                                         'CMD ["sh", "-c", "cat /www/conf/greeting > /www/index.html; '
+                                         'exec httpd -f -p 8080 -h /www"]')
+    files = {**SITE, "Dockerfile": dockerfile, "dockyard.toml": toml, "site/conf/greeting": "hello\n",
+             "conf/greeting": "hello\n"}
+
+    async def body(w: Watched) -> None:
+        await w.cycle(1)
+        assert await w.aget() == "hello\n"
+        _write(w.context / "conf/greeting", "restarted\n")
+        cycle = await w.cycle(2)
+        assert cycle.cycle.kind == "sync" and cycle.cycle.outcome == "synced", cycle.cycle.error
+        await w.until_served("restarted\n")
+        assert w.loop.current.container == "site-1"
+
+    w = _scenario(tmp_path, busybox_tar, files, body)
+    assert sum(isinstance(e, ev.BuildStarted) for e in w.events) == 1
+
+
+def test_readiness_waits_for_the_healthcheck(tmp_path: Path, busybox_tar: Path) -> None:
+    # httpd answers at once, but the app only reports healthy a second later: the swap waits for that
+    slow = SITE_DOCKERFILE.replace(
+        'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]',
+        'HEALTHCHECK --interval=0.2s --timeout=1s --start-period=5s CMD test -f /tmp/ready\n'
+        'CMD ["sh", "-c", "httpd -p 8080 -h /www; sleep 1; touch /tmp/ready; exec sleep 1000"]')
+
+    async def body(w: Watched) -> None:
+        first = await w.cycle(1)
+        assert first.cycle.outcome == "swapped", first.cycle.error
+        assert first.cycle.ready_seconds is not None and first.cycle.ready_seconds >= 1.0
+        assert await w.aget() == "v1\n"
+
+    _scenario(tmp_path, busybox_tar, {**SITE, "Dockerfile": slow}, body, ready_timeout=8)
+
+
+def test_a_container_that_never_listens_times_out(tmp_path: Path, busybox_tar: Path) -> None:
+    silent = SITE_DOCKERFILE.replace('CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]', 'CMD ["sleep", "1000"]')
+
+    async def body(w: Watched) -> None:
+        await w.cycle(1)
+        _write(w.context / "Dockerfile", silent)
+        failed = await w.cycle(2)
+        assert failed.cycle.outcome == "not ready" and "within 1.5s" in (failed.cycle.error or "")
+        assert await w.aget() == "v1\n"
+
+    _scenario(tmp_path, busybox_tar, SITE, body, ready_timeout=1.5)
+
+
+def test_the_service_stream_cleans_up_when_the_consumer_stops(tmp_path: Path, busybox_tar: Path) -> None:
+    """The TUI's entry point: ``engine.watch.watch(context, tag=..., ports=...)``; closing it ends the loop."""
+    config = EngineConfig.from_env()
+    import_rootfs(ImageStore(config.store_dir), busybox_tar, Reference.parse("busybox"), changes=['CMD ["sh"]'])
+    context = tmp_path / "ctx"
+    for name, text in SITE.items():
+        _write(context / name, text)
+    port = _free_port()
+    engine = Engine(config)
+
+    async def main() -> list[ev.Event]:
+        seen: list[ev.Event] = []
+        stream = engine.watch.watch(context, tag="tui:dev", ports=[f"127.0.0.1:{port}:8080"])
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                seen.append(event)
+                if isinstance(event, WatchCycle):
+                    assert engine.watch.active is not None
+                    assert engine.watch.active.current.container == "ctx-1"
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=2) as resp:
+                        assert resp.read() == b"v1\n"
+                    break
+        return seen
+
+    seen = asyncio.run(main())
+    assert any(isinstance(e, ev.BuildFinished) for e in seen)
+    _assert_cleaned_up(engine, config)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_ctrl_c_stops_the_cli_loop_and_removes_the_container(tmp_path: Path, busybox_tar: Path) -> None:
+    import signal
+    import sys
+
+    config = EngineConfig.from_env()
+    import_rootfs(ImageStore(config.store_dir), busybox_tar, Reference.parse("busybox"), changes=['CMD ["sh"]'])
+    context = tmp_path / "app"
+    for name, text in SITE.items():
+        _write(context / name, text)
+    port = _free_port()
+    cli = [sys.executable, "-c", "import sys; from cli.main import main; sys.argv[0] = 'dockyard'; main()"]
+    proc = subprocess.Popen([*cli, "watch", "-p", f"127.0.0.1:{port}:8080", str(context)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), \
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=1) as resp:
+                if resp.read() == b"v1\n":
+                    break
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "[swapped] - -> app-1" in out and "[stopped] removed app-1" in out, out
+    _assert_cleaned_up(Engine(config), config)

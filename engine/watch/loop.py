@@ -218,6 +218,12 @@ class WatchLoop:
             f"{m.host_ip}:{m.host_port}->{m.container_port}/{m.protocol}" for m in bound.mappings))
 
     @property
+    def _stop_timeout(self) -> float:
+        """Grace for a container being replaced or restarted (``--stop-timeout``, else RETIRE_TIMEOUT)."""
+        timeout = self.options.run.stop_timeout
+        return float(timeout) if timeout is not None else RETIRE_TIMEOUT
+
+    @property
     def mappings(self) -> list[Any]:
         return list(self.forwarder.mappings) if self.forwarder is not None else []
 
@@ -333,7 +339,7 @@ class WatchLoop:
 
     async def _retire(self, name: str) -> None:
         with contextlib.suppress(EngineError):
-            await self.engine.containers.stop(name, timeout=RETIRE_TIMEOUT)
+            await self.engine.containers.stop(name, timeout=self._stop_timeout)
         with contextlib.suppress(EngineError):
             await self.engine.containers.remove(name, force=True)
 
@@ -380,7 +386,7 @@ class WatchLoop:
             for rule, files in syncs.items():
                 await asyncio.to_thread(copy_into, self.context, rootfs, rule, files)
                 if rule.action == "sync+restart":
-                    await self.engine.containers.restart(name, timeout=RETIRE_TIMEOUT)
+                    await self.engine.containers.restart(name, timeout=self._stop_timeout)
                     summary = await self.engine.containers.get(name)
                     if summary.ip_address:
                         self._state = replace(self._state, container_ip=summary.ip_address)
