@@ -25,6 +25,7 @@ from engine.oci.digest import Digest
 from engine.registry.auth import Authenticator, _transport_reason
 from engine.registry.challenge import parse_headers, pick
 from engine.registry.credentials import Credential
+from engine.registry.direct import DIRECT, DirectTransport
 from engine.registry.errors import MAX_ERROR_BODY, registry_error
 from engine.registry.hosts import Endpoint, endpoint_for
 
@@ -108,10 +109,13 @@ class RegistryClient:
 
     @staticmethod
     def _new_http(verify: bool, max_connections: int) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            verify=verify, timeout=DEFAULT_TIMEOUT, follow_redirects=False, trust_env=False,
+        pooled = httpx.AsyncHTTPTransport(
+            verify=verify, trust_env=False,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            headers={"User-Agent": USER_AGENT},
+        )
+        return httpx.AsyncClient(
+            transport=DirectTransport(pooled, verify=verify), timeout=DEFAULT_TIMEOUT, follow_redirects=False,
+            trust_env=False, headers={"User-Agent": USER_AGENT},
         )
 
     @property
@@ -181,8 +185,13 @@ class RegistryClient:
         self, method: str, url: str, *, scopes: tuple[str, ...], headers: Mapping[str, str] | None = None,
         params: Any = None, content: ContentFactory | None = None, idempotent: bool = True,
         timeout: httpx.Timeout | None = None, retry_statuses: frozenset[int] = RETRY_STATUSES,
+        direct: bool = False,
     ) -> httpx.Response:
-        """Send with auth, redirects and retries; returns an open streaming response (caller closes it)."""
+        """Send with auth, redirects and retries; returns an open streaming response (caller closes it).
+
+        ``direct`` (GETs of big blobs): every hop goes over its own connection, and when this client
+        made its own transport the response carries a ``DirectBody`` (see engine.registry.direct) that
+        a worker thread can drain; with an injected ``httpx.AsyncClient`` it is an ordinary response."""
         await self.ping()
         attempt = 0
         redirects = 0
@@ -197,6 +206,7 @@ class RegistryClient:
             request = self._http.build_request(
                 method, target, headers=request_headers, params=params,
                 content=content() if content is not None else None, timeout=timeout or DEFAULT_TIMEOUT,
+                extensions={DIRECT: True} if direct else None,
             )
             try:
                 response = await self._http.send(request, stream=True)
