@@ -4,6 +4,10 @@ Every manifest and blob is checked against its digest while it streams (``ImageS
 publishes nothing unverified). Layers are fetched concurrently; a connection lost mid-blob resumes
 with a ``Range`` request from the bytes already written; a registry that ignores the Range is read
 from the start and the part already held is skipped.
+
+A layer's body is drained by a worker thread that reads the socket, hashes and writes in one go (see
+engine.registry.direct); the event loop only sees a progress step every few MB. With an injected
+httpx client the body comes through httpx instead and is written from a worker thread in batches.
 """
 
 from __future__ import annotations
@@ -33,11 +37,12 @@ from engine.oci.platform import Platform
 from engine.oci.reference import Reference
 from engine.registry.auth import _transport_reason
 from engine.registry.client import BLOB_TIMEOUT, RegistryClient
+from engine.registry.direct import DIRECT_BODY, DirectBody
 from engine.registry.transfer import Emit, Progress, run_concurrently
 from engine.store.blobs import BlobWriter
 from engine.store.layout import ImageStore
 
-BATCH = 4 * 1024 * 1024  # bytes handed to the writer thread at once
+BATCH = 4 * 1024 * 1024  # bytes a worker thread moves between two progress steps
 MAX_ATTEMPTS = 6  # failed attempts in a row (without progress) before a blob download gives up
 DEFAULT_CONCURRENCY = 5
 
@@ -70,9 +75,13 @@ async def resolve_manifest(
     return index, manifest, record
 
 
+def _write_all(writer: BlobWriter, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        writer.write(chunk)
+
+
 async def _write(writer: BlobWriter, chunks: list[bytes]) -> None:
-    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    await asyncio.to_thread(writer.write, data)
+    await asyncio.to_thread(_write_all, writer, chunks)
 
 
 async def download_blob(
@@ -131,33 +140,58 @@ async def _stream_into(
 ) -> None:
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     async with client.stream("GET", url, scopes=scopes, ok=(200, 206), headers=headers, timeout=BLOB_TIMEOUT,
-                             repository=repository, target=f"{repository}@{digest}") as response:
+                             repository=repository, target=f"{repository}@{digest}", direct=True) as response:
         skip = offset if (offset and response.status_code == 200) else 0  # Range ignored: drop what we hold
-        pending: asyncio.Future[None] | None = None
-        batch: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in response.aiter_raw():
-                if skip:
-                    if len(chunk) <= skip:
-                        skip -= len(chunk)
-                        continue
-                    chunk = chunk[skip:]
-                    skip = 0
-                batch.append(chunk)
-                size += len(chunk)
-                if size >= BATCH:
-                    if pending is not None:
-                        await pending
-                    pending = asyncio.ensure_future(_write(writer, batch))
-                    batch, size = [], 0
-                    progress.update(writer.bytes_written, "downloading")
-        finally:
-            if pending is not None:
-                await pending
-            if batch:
-                await _write(writer, batch)
+        body = response.extensions.get(DIRECT_BODY)
+        if isinstance(body, DirectBody):
+            await _drain(body, writer, skip, progress)
+        else:
+            await _copy(response, writer, skip, progress)
         progress.update(writer.bytes_written, "downloading")
+
+
+async def _drain(body: DirectBody, writer: BlobWriter, skip: int, progress: Progress) -> None:
+    """Socket -> sha256 -> file, all in the worker thread, one reused buffer, no copies."""
+
+    def sink(view: memoryview) -> None:
+        nonlocal skip
+        if skip:
+            if len(view) <= skip:
+                skip -= len(view)
+                return
+            view, skip = view[skip:], 0
+        writer.write(view)
+
+    while await body.drain(sink, BATCH):
+        progress.update(writer.bytes_written, "downloading")
+
+
+async def _copy(response: httpx.Response, writer: BlobWriter, skip: int, progress: Progress) -> None:
+    """The body as httpx hands it over, written by a worker thread while the next batch arrives."""
+    pending: asyncio.Future[None] | None = None
+    batch: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_raw():
+            if skip:
+                if len(chunk) <= skip:
+                    skip -= len(chunk)
+                    continue
+                chunk = chunk[skip:]
+                skip = 0
+            batch.append(chunk)
+            size += len(chunk)
+            if size >= BATCH:
+                if pending is not None:
+                    await pending
+                pending = asyncio.ensure_future(_write(writer, batch))
+                batch, size = [], 0
+                progress.update(writer.bytes_written, "downloading")
+    finally:
+        if pending is not None:
+            await pending
+        if batch:
+            await _write(writer, batch)
 
 
 async def pull_image(
