@@ -126,15 +126,21 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
+def _prepare(tmp_path: Path, busybox_tar: Path, files: dict[str, str], name: str = "ctx"
+             ) -> tuple[EngineConfig, Path, int]:
+    """The test's store with busybox imported, a context holding ``files``, and a free host port."""
+    config = EngineConfig.from_env()
+    import_rootfs(ImageStore(config.store_dir), busybox_tar, Reference.parse("busybox"), changes=['CMD ["sh"]'])
+    context = tmp_path / name
+    for rel, text in files.items():
+        _write(context / rel, text)
+    return config, context, _free_port()
+
+
 def _scenario(tmp_path: Path, busybox_tar: Path, files: dict[str, str],
               body: Callable[[Watched], Awaitable[None]], *, check_cleanup: bool = True, **options: Any) -> Watched:
     """Run ``body`` against a live loop over a context holding ``files``; then stop it and check cleanup."""
-    config = EngineConfig.from_env()
-    import_rootfs(ImageStore(config.store_dir), busybox_tar, Reference.parse("busybox"), changes=['CMD ["sh"]'])
-    context = tmp_path / "ctx"
-    for name, text in files.items():
-        _write(context / name, text)
-    port = _free_port()
+    config, context, port = _prepare(tmp_path, busybox_tar, files)
     engine = Engine(config)
     run = RunOptions(publish=(f"127.0.0.1:{port}:8080",), stop_timeout=1)
     watch_options = WatchOptions(build=BuildOptions(context=context, tags=("site:dev",)), run=run, name="site",
@@ -430,12 +436,7 @@ def test_a_container_that_never_listens_times_out(tmp_path: Path, busybox_tar: P
 
 def test_the_service_stream_cleans_up_when_the_consumer_stops(tmp_path: Path, busybox_tar: Path) -> None:
     """The TUI's entry point: ``engine.watch.watch(context, tag=..., ports=...)``; closing it ends the loop."""
-    config = EngineConfig.from_env()
-    import_rootfs(ImageStore(config.store_dir), busybox_tar, Reference.parse("busybox"), changes=['CMD ["sh"]'])
-    context = tmp_path / "ctx"
-    for name, text in SITE.items():
-        _write(context / name, text)
-    port = _free_port()
+    config, context, port = _prepare(tmp_path, busybox_tar, SITE)
     engine = Engine(config)
 
     async def main() -> list[ev.Event]:
@@ -463,12 +464,7 @@ def test_ctrl_c_stops_the_cli_loop_and_removes_the_container(tmp_path: Path, bus
     import signal
     import sys
 
-    config = EngineConfig.from_env()
-    import_rootfs(ImageStore(config.store_dir), busybox_tar, Reference.parse("busybox"), changes=['CMD ["sh"]'])
-    context = tmp_path / "app"
-    for name, text in SITE.items():
-        _write(context / name, text)
-    port = _free_port()
+    config, context, port = _prepare(tmp_path, busybox_tar, SITE, name="app")
     cli = [sys.executable, "-c", "import sys; from cli.main import main; sys.argv[0] = 'dockyard'; main()"]
     proc = subprocess.Popen([*cli, "watch", "-p", f"127.0.0.1:{port}:8080", str(context)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
