@@ -78,8 +78,9 @@ class BuildFilesystems:
         from engine.archive.layer_writer import write_layer
 
         with self.store.blob_writer() as writer:
+            writer.trust_caller_digest()  # write_layer hashes the compressed bytes it writes: once is enough
             result = write_layer(items, cast(BinaryIO, writer), compression=compression, mtime_clamp=mtime_clamp)
-            digest, size = writer.commit()
+            digest, size = writer.commit(result.digest)
         if changes_dir is not None:
             chain = chain_ids([*parent_diff_ids, result.diff_id])[-1]
             final = self.snapshots.path(chain)

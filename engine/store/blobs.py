@@ -26,7 +26,7 @@ class BlobWriter:
         self._blobs_dir = blobs_dir
         self._expected = expected
         self._expected_size = size
-        self._hash = hashlib.new(expected.algorithm if expected else "sha256")
+        self._hash: hashlib._Hash | None = hashlib.new(expected.algorithm if expected else "sha256")
         self.bytes_written = 0
         self._path = ingest_dir / f"{secrets.token_hex(8)}.partial"
         try:
@@ -39,6 +39,17 @@ class BlobWriter:
     def temp_path(self) -> Path:
         return self._path
 
+    def trust_caller_digest(self) -> None:
+        """Skip hashing: the caller hashes exactly the bytes it writes (a layer the builder compresses
+        and hashes anyway) and hands that digest to :meth:`commit`.  Call before the first write.
+
+        For locally produced bytes only; anything from outside the process keeps the writer's own
+        hashing (a registry blob, an archive member).  Size checks, fsync and the atomic link stay.
+        """
+        if self.bytes_written:
+            raise StoreError("trust_caller_digest() must come before the first write")
+        self._hash = None
+
     def write(self, chunk: bytes | memoryview) -> None:
         if self._fd is None:
             raise StoreError("blob writer is closed")
@@ -47,7 +58,8 @@ class BlobWriter:
             raise SizeMismatchError(
                 f"blob {self._expected or ''} is larger than the {self._expected_size} bytes promised"
             )
-        self._hash.update(chunk)
+        if self._hash is not None:
+            self._hash.update(chunk)
         view = memoryview(chunk)
         try:
             while view:
@@ -58,13 +70,23 @@ class BlobWriter:
             raise from_os_error(exc, "cannot write a blob to the store") from exc
         self.bytes_written += len(chunk)
 
-    def commit(self) -> tuple[Digest, int]:
+    def commit(self, digest: Digest | None = None) -> tuple[Digest, int]:
+        """Verify and publish.  ``digest`` is the caller's hash of what it wrote: required after
+        :meth:`trust_caller_digest`, otherwise checked against the writer's own hash."""
         if self._result is not None:
             return self._result
         if self._fd is None:
             raise StoreError("blob writer is closed")
-        digest = Digest(self._hash.name if self._hash.name in ("sha256", "sha512") else "sha256",
-                        self._hash.hexdigest())
+        if self._hash is not None:
+            own = Digest(self._hash.name if self._hash.name in ("sha256", "sha512") else "sha256",
+                         self._hash.hexdigest())
+            if digest is not None and digest != own:
+                self.abort()
+                raise DigestMismatchError(f"blob content hashes to {own}, not the {digest} its writer computed")
+            digest = own
+        elif digest is None:
+            self.abort()
+            raise StoreError("commit() needs the caller's digest after trust_caller_digest()")
         if self._expected_size is not None and self.bytes_written != self._expected_size:
             self.abort()
             raise SizeMismatchError(
