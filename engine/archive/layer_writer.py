@@ -10,11 +10,14 @@ mtimes optionally clamped (``SOURCE_DATE_EPOCH``), hardlinks by (st_dev, st_ino)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
+import queue
 import stat
 import tarfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,7 @@ from engine.errors import ArchiveError, EngineError, from_os_error
 from engine.oci.digest import Digest
 
 BLOCK = tarfile.BLOCKSIZE
+_ZEROS = bytes(2 * BLOCK)
 _SKIPPED_XATTRS = ("security.selinux", "trusted.overlay.", "user.overlay.")
 _OPAQUE_XATTRS = (OVERLAY_OPAQUE_XATTR, "user.overlay.opaque")
 _UNREPRESENTABLE = ("trusted.overlay.redirect", "trusted.overlay.metacopy", "user.overlay.redirect",
@@ -149,37 +153,71 @@ def file_list_items(
 
 
 class _Sink:
-    """tar bytes -> diff-id hash -> compressor -> digest hash -> ``out``, batched in ~1 MiB writes."""
+    """tar bytes -> diff-id hash, and -> compressor -> digest hash -> ``out``.
+
+    Bytes gather in reusable CHUNK-sized buffers (file data is read straight into them).  A layer that
+    fits in one buffer is processed inline; past the first full buffer a :class:`_Pipeline` of three
+    threads takes over, so hashing, compressing and writing run side by side (hashlib and the
+    compressors release the GIL on big buffers).  Buffers are cut at fixed CHUNK boundaries whatever
+    the reads return, so equal input always gives equal compressed bytes.
+    """
 
     def __init__(self, out: BinaryIO, compression: Compression, level: int | None) -> None:
         self._out = out
         self._compressor = new_compressor(compression, level)
-        self._pending = bytearray()
         self.diff = hashlib.sha256()
         self.blob = hashlib.sha256()
         self.raw_size = 0
         self.size = 0
+        self._buffer = bytearray(CHUNK)
+        self._view = memoryview(self._buffer)
+        self._fill = 0
+        self._pipeline: _Pipeline | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if len(data) >= CHUNK:
-            self._flush_pending()
-            self._push(data)
-            return
-        self._pending += data
-        if len(self._pending) >= CHUNK:
-            self._flush_pending()
+        """Small pieces: headers and padding."""
+        src = memoryview(data).cast("B")
+        while src:
+            take = min(len(src), CHUNK - self._fill)
+            self._view[self._fill:self._fill + take] = src[:take]
+            self._fill += take
+            src = src[take:]
+            if self._fill == CHUNK:
+                self._ship()
 
-    def _flush_pending(self) -> None:
-        if self._pending:
-            self._push(self._pending)
-            self._pending = bytearray()
+    def read_from(self, fd: int, size: int) -> int:
+        """Read ``size`` bytes of ``fd`` straight into the buffers; returns how many were there."""
+        remaining = size
+        while remaining:
+            want = min(remaining, CHUNK - self._fill)
+            n = os.readv(fd, [self._view[self._fill:self._fill + want]])
+            if n == 0:
+                return size - remaining
+            self._fill += n
+            remaining -= n
+            if self._fill == CHUNK:
+                self._ship()
+        return size
 
-    def _push(self, data: bytes | bytearray | memoryview) -> None:
+    def _ship(self) -> None:
+        n, self._fill = self._fill, 0
+        self.raw_size += n
+        if self._pipeline is None:
+            if n < CHUNK:  # the last, partial buffer of a small layer: no threads for that
+                self._process(self._view[:n])
+                return
+            self._pipeline = _Pipeline(self)
+        self._buffer = self._pipeline.submit(self._buffer, n)
+        self._view = memoryview(self._buffer)
+
+    def _process(self, data: memoryview) -> None:
         self.diff.update(data)
-        self.raw_size += len(data)
-        self._emit(self._compressor.compress(data))
+        self.emit(self._compressor.compress(data))
 
-    def _emit(self, compressed: bytes) -> None:
+    def compress(self, data: memoryview) -> bytes:
+        return self._compressor.compress(data)
+
+    def emit(self, compressed: bytes) -> None:
         if not compressed:
             return
         self.blob.update(compressed)
@@ -190,8 +228,126 @@ class _Sink:
             raise from_os_error(exc, "writing layer blob") from exc
 
     def close(self) -> None:
-        self._flush_pending()
-        self._emit(self._compressor.flush())
+        if self._fill:
+            self._ship()
+        if self._pipeline is not None:
+            pipeline, self._pipeline = self._pipeline, None
+            pipeline.finish()
+        self.emit(self._compressor.flush())
+
+    def abort(self) -> None:
+        """Stop the worker threads after a failure (what was written is the caller's to discard)."""
+        if self._pipeline is not None:
+            pipeline, self._pipeline = self._pipeline, None
+            with contextlib.suppress(BaseException):
+                pipeline.finish()
+
+
+_DEPTH = 4
+"""Buffers in flight between the tar writer and the pipeline's threads (4 MiB at CHUNK = 1 MiB)."""
+
+_Item = tuple[bytearray, int] | None
+
+
+class _Pipeline:
+    """Three threads behind a :class:`_Sink`: one hashes the tar bytes (diff id), one compresses them,
+    one hashes and writes the compressed bytes.  Bounded queues keep memory at ``_DEPTH`` buffers; a
+    buffer goes back to the tar writer once both the hasher and the compressor are done with it.
+
+    A failure in a thread is recorded and raised in the tar writer's thread at its next ``submit`` or
+    at ``finish``; the failed thread keeps draining its queue so nobody blocks.
+    """
+
+    def __init__(self, sink: _Sink) -> None:
+        self._sink = sink
+        self._to_hash: queue.Queue[_Item] = queue.Queue(_DEPTH)
+        self._to_compress: queue.Queue[_Item] = queue.Queue(_DEPTH)
+        self._to_write: queue.Queue[bytes | None] = queue.Queue(_DEPTH)
+        self._released: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._refs: dict[int, int] = {}
+        self._spare: list[bytearray] = []
+        self._allocated = 1  # the sink's own first buffer
+        self._error: BaseException | None = None
+        self._threads = [
+            threading.Thread(target=self._hash_loop, name="layer-hash", daemon=True),
+            threading.Thread(target=self._compress_loop, name="layer-compress", daemon=True),
+            threading.Thread(target=self._write_loop, name="layer-write", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # ---- the tar writer's side
+
+    def submit(self, buffer: bytearray, n: int) -> bytearray:
+        """Hand ``buffer[:n]`` over; returns a free buffer to fill next."""
+        self._raise_if_failed()
+        self._refs[id(buffer)] = 2
+        self._to_hash.put((buffer, n))
+        self._to_compress.put((buffer, n))
+        return self._free_buffer()
+
+    def _free_buffer(self) -> bytearray:
+        if self._spare:
+            return self._spare.pop()
+        if self._allocated < _DEPTH + 1:
+            self._allocated += 1
+            return bytearray(CHUNK)
+        while True:
+            buffer = self._released.get()
+            self._refs[id(buffer)] -= 1
+            if self._refs[id(buffer)] == 0:
+                del self._refs[id(buffer)]
+                return buffer
+
+    def finish(self) -> None:
+        """Wait for everything submitted to be written; raises the first failure of any thread."""
+        self._to_hash.put(None)
+        self._to_compress.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    # ---- the threads
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+
+    def _hash_loop(self) -> None:
+        diff = self._sink.diff
+        while (item := self._to_hash.get()) is not None:
+            buffer, n = item
+            diff.update(memoryview(buffer)[:n])
+            self._released.put(buffer)
+
+    def _compress_loop(self) -> None:
+        try:
+            while (item := self._to_compress.get()) is not None:
+                buffer, n = item
+                compressed = b""
+                if self._error is None:
+                    try:
+                        compressed = self._sink.compress(memoryview(buffer)[:n])
+                    except BaseException as exc:  # noqa: BLE001 - re-raised in the tar writer's thread
+                        self._fail(exc)
+                self._released.put(buffer)
+                if compressed:
+                    self._to_write.put(compressed)
+        finally:
+            self._to_write.put(None)
+
+    def _write_loop(self) -> None:
+        while (compressed := self._to_write.get()) is not None:
+            if self._error is not None:
+                continue
+            try:
+                self._sink.emit(compressed)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the tar writer's thread
+                self._fail(exc)
 
 
 def write_layer(
@@ -211,10 +367,14 @@ def write_layer(
     comp = Compression.parse(compression)
     sink = _Sink(out, comp, level)
     writer = _TarWriter(sink, mtime_clamp, xattrs)
-    for item in items:
-        writer.add(item)
-    sink.write(bytes(2 * BLOCK))
-    sink.close()
+    try:
+        for item in items:
+            writer.add(item)
+        sink.write(_ZEROS)
+        sink.close()
+    except BaseException:
+        sink.abort()
+        raise
     return LayerResult(
         diff_id=Digest("sha256", sink.diff.hexdigest()),
         digest=Digest("sha256", sink.blob.hexdigest()),
@@ -231,7 +391,6 @@ class _TarWriter:
         self._clamp = mtime_clamp
         self._xattrs = xattrs
         self._inodes: dict[tuple[int, int], str] = {}
-        self._buffer = bytearray(CHUNK)
 
     def add(self, item: LayerItem) -> None:
         try:
@@ -291,18 +450,12 @@ class _TarWriter:
     def _data(self, source: Path, size: int) -> None:
         fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            view = memoryview(self._buffer)
-            remaining = size
-            while remaining:
-                n = os.readv(fd, [view[: min(remaining, CHUNK)]])
-                if n == 0:
-                    raise ArchiveError(f"{source} shrank while it was being added to the layer")
-                self._sink.write(view[:n])
-                remaining -= n
+            if self._sink.read_from(fd, size) != size:
+                raise ArchiveError(f"{source} shrank while it was being added to the layer")
         finally:
             os.close(fd)
         if size % BLOCK:
-            self._sink.write(bytes(BLOCK - size % BLOCK))
+            self._sink.write(_ZEROS[: BLOCK - size % BLOCK])
 
     def _xattr_headers(self, path: Path) -> dict[str, str]:
         try:
