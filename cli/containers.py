@@ -168,8 +168,8 @@ def attach_and_wait(engine: Any, container_id: str, tty: bool, interactive: bool
             import termios
 
             termios.tcsetattr(0, termios.TCSADRAIN, raw_state)
-        for sig, handler in old_handlers.items():
-            signal.signal(sig, handler)
+        for signum, handler in old_handlers.items():
+            signal.signal(signum, handler)
         if wake_r >= 0:
             signal.set_wakeup_fd(-1)
             os.close(wake_r)
