@@ -228,7 +228,9 @@ def test_stop_honours_stopsignal_and_timeout(dy: Dockyard) -> None:
     script = "trap 'echo got USR1; exit 3' USR1; echo ready; while true; do sleep 0.1; done"
     dy("run", "-d", "--network", "none", "--name", "graceful", "--stop-signal", "USR1", "busybox", "sh", "-c",
        script)
-    dy("logs", "graceful")
+    deadline = time.monotonic() + 10
+    while "ready" not in dy("logs", "graceful").stdout and time.monotonic() < deadline:
+        time.sleep(0.05)  # the trap is set once "ready" is printed
     started = time.monotonic()
     dy("stop", "-t", "10", "graceful")
     assert time.monotonic() - started < 5
