@@ -92,7 +92,12 @@ class WatchLoop:
         self._wakeup.set()
 
     async def run(self) -> AsyncGenerator[ev.Event, None]:
-        """Bind the ports, build and start, then follow changes until :meth:`stop` (or cancellation)."""
+        """Bind the ports, build and start, then follow changes until :meth:`stop` (or cancellation).
+
+        Cleanup (forwarder, retiring and current containers) runs when the generator ends: after
+        :meth:`stop` the last events ("stopped") are still yielded; a consumer that may leave the
+        ``async for`` early should wrap it in ``contextlib.aclosing(loop.run())``.
+        """
         self._bind_ports()
         tasks: list[asyncio.Task[None]] = []
         try:
