@@ -8,12 +8,34 @@ from typing import Any
 
 import click
 
-# Each area module defines `register(group)`; imported lazily per call to keep start-up lean.
-AREA_MODULES = ("cli.images", "cli.archives", "cli.registry", "cli.build", "cli.containers", "cli.watch")
+# Each area module defines `register(group)`. Only the module of the command being run is imported,
+# so `dockyard run` does not pay for the registry client or the builder (start-up time is latency).
+COMMAND_MODULES = {
+    "cli.images": ("images", "tag", "rmi", "inspect", "import", "history", "gc", "fsck"),
+    "cli.archives": ("save", "load", "export"),
+    "cli.registry": ("pull", "push", "login", "logout", "registry"),
+    "cli.build": ("build",),
+    "cli.containers": ("run", "create", "start", "stop", "restart", "kill", "rm", "ps", "logs", "exec",
+                       "stats", "port", "wait"),
+    "cli.watch": ("watch",),
+}
+AREA_MODULES = tuple(COMMAND_MODULES)
 
 
 class DockyardGroup(click.Group):
-    """Turns every EngineError into one line on stderr and exit status 1 (never a traceback)."""
+    """Loads command modules on demand and turns every EngineError into one line on stderr and exit
+    status 1 (never a traceback)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({name for names in COMMAND_MODULES.values() for name in names} | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            for module_name, names in COMMAND_MODULES.items():
+                if cmd_name in names:
+                    importlib.import_module(module_name).register(self)
+                    break
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         from engine.errors import EngineError
@@ -66,16 +88,6 @@ def run(coro: Any) -> Any:
     import asyncio
 
     return asyncio.run(coro)
-
-
-for _name in AREA_MODULES:
-    try:
-        _module = importlib.import_module(_name)
-    except ModuleNotFoundError as _exc:
-        if _exc.name != _name:
-            raise
-        continue
-    _module.register(cli)
 
 
 def main() -> None:
