@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from engine.config import EngineConfig
 from engine.errors import ImageNotFoundError, InvalidInputError, NotFoundError, from_os_error
 from engine.oci.reference import Reference
-from engine.store import inspect as views
-from engine.store.archives import LoadedImage
-from engine.store.layout import FsckReport, GcReport, ImageStore, ResolvedImage
-from engine.summaries import ImageSummary, LayerSummary
+from engine.store.layout import ImageStore
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # archives, inspect views and summaries load when a method needs them (CLI start-up)
     from engine.archive.changes import ImageChanges
+    from engine.store.archives import LoadedImage
+    from engine.store.layout import FsckReport, GcReport, ResolvedImage
+    from engine.summaries import ImageSummary, LayerSummary
 
 
 class ImageService:
@@ -27,6 +27,8 @@ class ImageService:
         self.store = ImageStore(config.store_dir)
 
     async def list(self) -> list[ImageSummary]:
+        from engine.store import inspect as views
+
         images = await asyncio.to_thread(self.store.images)
         return [views.summary(image) for image in images]
 
@@ -41,12 +43,18 @@ class ImageService:
         return True
 
     async def inspect(self, name: str) -> dict[str, Any]:
+        from engine.store import inspect as views
+
         return views.docker_inspect(await self.get(name))
 
     async def layers(self, name: str) -> builtins.list[LayerSummary]:
+        from engine.store import inspect as views
+
         return views.layers(await self.get(name))
 
     async def history(self, name: str) -> builtins.list[dict[str, Any]]:
+        from engine.store import inspect as views
+
         return views.history_rows(await self.get(name))
 
     async def tag(self, source: str, target: str) -> None:
@@ -64,6 +72,7 @@ class ImageService:
     async def import_rootfs(
         self, tarball: Path, name: str | None, *, changes: Sequence[str] = (), message: str = ""
     ) -> ImageSummary:
+        from engine.store import inspect as views
         from engine.store.importer import import_rootfs
 
         ref = Reference.parse(name) if name else None
