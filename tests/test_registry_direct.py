@@ -157,6 +157,20 @@ async def test_a_short_body_is_a_protocol_error_after_the_bytes_that_came(
     assert bytes(got) == b"x" * 100_000
 
 
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # a broken chunk header with the head
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",  # conflicting lengths
+    b"",  # hung up without an answer
+])
+async def test_a_broken_answer_is_httpx_protocol_error(raw_server: Callable[..., RawServer], answer: bytes) -> None:
+    server = raw_server(lambda conn, head: conn.sendall(answer))
+    async with client_for() as http:
+        request = http.build_request("GET", f"http://127.0.0.1:{server.port}/b", extensions={DIRECT: True})
+        with pytest.raises(httpx.RemoteProtocolError):
+            response = await http.send(request, stream=True)
+            await drain_all(response.extensions[DIRECT_BODY])
+
+
 async def test_error_bodies_read_through_httpx_and_other_requests_use_the_pool(
     raw_server: Callable[..., RawServer],
 ) -> None:

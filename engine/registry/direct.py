@@ -113,27 +113,31 @@ class _Exchange:
                                                 request=self.request)
             # InformationalResponse (100 Continue and friends): keep reading
         headers = {name: value for name, value in event.headers}
-        if b"transfer-encoding" not in headers and b"content-length" in headers and event.status_code >= 200:
+        if (b"transfer-encoding" not in headers and b"content-length" in headers
+                and event.status_code not in (204, 304)):  # those never have a body, whatever they announce
             self._length = int(headers[b"content-length"])  # h11 validated it
             self._remaining = self._length
         # Whatever body bytes arrived with the head sit in h11's buffer: take them now.
         while not self._done:
-            item = self._h11.next_event()
+            item = self._parsed_event()
             if item is h11.NEED_DATA:
                 break
             self._take(item)
         return event
 
     def _next_event(self) -> Any:
-        assert self._sock is not None
+        """The next h11 event, reading the socket as often as it takes."""
         while True:
-            try:
-                event = self._h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise httpx.RemoteProtocolError(str(exc), request=self.request) from exc
+            event = self._parsed_event()
             if event is not h11.NEED_DATA:
                 return event
             self._h11.receive_data(self._recv())
+
+    def _parsed_event(self) -> Any:
+        try:
+            return self._h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=self.request) from exc
 
     def _take(self, event: Any) -> None:
         if isinstance(event, h11.Data):
