@@ -119,6 +119,25 @@ async def test_content_length_body_arrives_whole_even_when_it_starts_in_the_head
     assert server.heads[0].startswith(b"GET /v2/r/blobs/x HTTP/1.1\r\n")
 
 
+async def test_a_slow_body_still_returns_control_regularly(raw_server: Callable[..., RawServer]) -> None:
+    def trickle(conn: socket.socket, head: bytes) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 8000\r\n\r\n")
+        for _ in range(8):
+            time.sleep(0.05)
+            conn.sendall(b"z" * 1000)
+
+    server = raw_server(trickle)
+    steps: list[int] = []
+    async with client_for() as http:
+        request = http.build_request("GET", f"http://127.0.0.1:{server.port}/b", extensions={DIRECT: True})
+        response = await http.send(request, stream=True)
+        body = response.extensions[DIRECT_BODY]
+        while moved := await body.drain(lambda view: None, 4 * READ_SIZE, seconds=0.1):
+            steps.append(moved)
+        await response.aclose()
+    assert sum(steps) == 8000 and len(steps) >= 3  # a 4 MiB step would otherwise wait for the whole body
+
+
 async def test_chunked_body_is_framed_by_h11(raw_server: Callable[..., RawServer]) -> None:
     payload = os.urandom(2 * READ_SIZE + 7)
 

@@ -25,6 +25,7 @@ import contextlib
 import socket
 import ssl
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -158,16 +159,20 @@ class _Exchange:
         except OSError as exc:
             raise httpx.ReadError(str(exc), request=self.request) from exc
 
-    def drain(self, sink: Sink, limit: int) -> int:
-        """Hand at least ``limit`` body bytes (fewer at the end) to ``sink``; 0 once the body is done.
+    def drain(self, sink: Sink, limit: int, seconds: float | None) -> int:
+        """Hand ``limit`` body bytes (fewer at the end, or once ``seconds`` have passed with some bytes
+        handed over) to ``sink``; 0 once the body is done.
 
         ``sink`` gets views of a reused buffer: it must consume them before returning."""
         delivered = 0
+        deadline = None if seconds is None else time.monotonic() + seconds
         while self._pending and delivered < limit:
             view = self._pending.popleft()
             sink(view)
             delivered += len(view)
         while delivered < limit and not self._done:
+            if delivered and deadline is not None and time.monotonic() >= deadline:
+                break
             if self._remaining is not None:
                 got = self._recv_into(min(READ_SIZE, self._remaining))
                 self._remaining -= got
@@ -224,16 +229,19 @@ class DirectBody(httpx.AsyncByteStream):
         self._exchange = exchange
         self._executor = executor
 
-    async def drain(self, sink: Sink, limit: int) -> int:
+    async def drain(self, sink: Sink, limit: int, *, seconds: float | None = None) -> int:
         """Hand about ``limit`` more body bytes to ``sink``, called in a worker thread; 0 at the end.
+        With ``seconds``, return early once that long has passed and some bytes moved (a slow network
+        still gets regular progress steps).
 
         Cancelling waits for the worker to stop (the socket is shut down to wake it), so once this
         returns or raises, nothing is still calling ``sink``."""
-        return await _run_to_the_end(self._executor, self._exchange.interrupt, self._exchange.drain, sink, limit)
+        return await _run_to_the_end(self._executor, self._exchange.interrupt, self._exchange.drain, sink, limit,
+                                     seconds)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         chunks: list[bytes] = []
-        while await self.drain(lambda view: chunks.append(bytes(view)), READ_SIZE):
+        while await self.drain(lambda view: chunks.append(bytes(view)), READ_SIZE, seconds=1.0):
             for chunk in chunks:
                 yield chunk
             chunks.clear()

@@ -38,7 +38,7 @@ from engine.oci.reference import Reference
 from engine.registry.auth import _transport_reason
 from engine.registry.client import BLOB_TIMEOUT, RegistryClient
 from engine.registry.direct import DIRECT_BODY, DirectBody
-from engine.registry.transfer import Emit, Progress, run_concurrently
+from engine.registry.transfer import PROGRESS_INTERVAL, Emit, Progress, run_concurrently
 from engine.store.blobs import BlobWriter
 from engine.store.layout import ImageStore
 
@@ -162,7 +162,7 @@ async def _drain(body: DirectBody, writer: BlobWriter, skip: int, progress: Prog
             view, skip = view[skip:], 0
         writer.write(view)
 
-    while await body.drain(sink, BATCH):
+    while await body.drain(sink, BATCH, seconds=PROGRESS_INTERVAL):
         progress.update(writer.bytes_written, "downloading")
 
 
