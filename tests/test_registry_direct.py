@@ -14,7 +14,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -86,6 +86,20 @@ def client_for() -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=DirectTransport(httpx.AsyncHTTPTransport()), timeout=BLOB_TIMEOUT)
 
 
+@contextlib.asynccontextmanager
+async def direct_get(server: RawServer, path: str = "/b") -> AsyncIterator[tuple[httpx.Response, DirectBody]]:
+    """A GET routed through DirectTransport: (response, its DirectBody); closed on exit."""
+    async with client_for() as http:
+        request = http.build_request("GET", f"http://127.0.0.1:{server.port}{path}", extensions={DIRECT: True})
+        response = await http.send(request, stream=True)
+        try:
+            body = response.extensions[DIRECT_BODY]
+            assert isinstance(body, DirectBody)
+            yield response, body
+        finally:
+            await response.aclose()
+
+
 async def drain_all(body: DirectBody, limit: int = 4 * READ_SIZE) -> tuple[bytes, int]:
     out = bytearray()
     steps = 0
@@ -106,14 +120,8 @@ async def test_content_length_body_arrives_whole_even_when_it_starts_in_the_head
             conn.sendall(payload[start:start + 777_777])
 
     server = raw_server(script)
-    async with client_for() as http:
-        request = http.build_request("GET", f"http://127.0.0.1:{server.port}/v2/r/blobs/x",
-                                     extensions={DIRECT: True})
-        response = await http.send(request, stream=True)
-        body = response.extensions[DIRECT_BODY]
-        assert isinstance(body, DirectBody)
+    async with direct_get(server, "/v2/r/blobs/x") as (response, body):
         data, steps = await drain_all(body, limit=READ_SIZE)
-        await response.aclose()
     assert response.status_code == 200 and data == payload
     assert steps >= 3  # the caller got control back between steps (progress)
     assert server.heads[0].startswith(b"GET /v2/r/blobs/x HTTP/1.1\r\n")
@@ -128,13 +136,9 @@ async def test_a_slow_body_still_returns_control_regularly(raw_server: Callable[
 
     server = raw_server(trickle)
     steps: list[int] = []
-    async with client_for() as http:
-        request = http.build_request("GET", f"http://127.0.0.1:{server.port}/b", extensions={DIRECT: True})
-        response = await http.send(request, stream=True)
-        body = response.extensions[DIRECT_BODY]
+    async with direct_get(server) as (_, body):
         while moved := await body.drain(lambda view: None, 4 * READ_SIZE, seconds=0.1):
             steps.append(moved)
-        await response.aclose()
     assert sum(steps) == 8000 and len(steps) >= 3  # a 4 MiB step would otherwise wait for the whole body
 
 
@@ -149,11 +153,8 @@ async def test_chunked_body_is_framed_by_h11(raw_server: Callable[..., RawServer
         conn.sendall(b"0\r\n\r\n")
 
     server = raw_server(script)
-    async with client_for() as http:
-        request = http.build_request("GET", f"http://127.0.0.1:{server.port}/b", extensions={DIRECT: True})
-        response = await http.send(request, stream=True)
-        data, _ = await drain_all(response.extensions[DIRECT_BODY])
-        await response.aclose()
+    async with direct_get(server) as (_, body):
+        data, _ = await drain_all(body)
     assert data == payload
 
 
@@ -165,14 +166,10 @@ async def test_a_short_body_is_a_protocol_error_after_the_bytes_that_came(
 
     server = raw_server(script)
     got = bytearray()
-    async with client_for() as http:
-        request = http.build_request("GET", f"http://127.0.0.1:{server.port}/b", extensions={DIRECT: True})
-        response = await http.send(request, stream=True)
-        body = response.extensions[DIRECT_BODY]
+    async with direct_get(server) as (_, body):
         with pytest.raises(httpx.RemoteProtocolError, match="received 100000 bytes, expected 5000000"):
             while await body.drain(got.extend, READ_SIZE):
                 pass
-        await response.aclose()
     assert bytes(got) == b"x" * 100_000
 
 
@@ -183,11 +180,9 @@ async def test_a_short_body_is_a_protocol_error_after_the_bytes_that_came(
 ])
 async def test_a_broken_answer_is_httpx_protocol_error(raw_server: Callable[..., RawServer], answer: bytes) -> None:
     server = raw_server(lambda conn, head: conn.sendall(answer))
-    async with client_for() as http:
-        request = http.build_request("GET", f"http://127.0.0.1:{server.port}/b", extensions={DIRECT: True})
-        with pytest.raises(httpx.RemoteProtocolError):
-            response = await http.send(request, stream=True)
-            await drain_all(response.extensions[DIRECT_BODY])
+    with pytest.raises(httpx.RemoteProtocolError):
+        async with direct_get(server) as (_, body):
+            await drain_all(body)
 
 
 async def test_error_bodies_read_through_httpx_and_other_requests_use_the_pool(
@@ -222,10 +217,7 @@ async def test_cancelling_a_stalled_drain_stops_the_worker_before_returning(
 
     server = raw_server(stall)
     calls: list[float] = []
-    async with client_for() as http:
-        request = http.build_request("GET", f"http://127.0.0.1:{server.port}/b", extensions={DIRECT: True})
-        response = await http.send(request, stream=True)
-        body = response.extensions[DIRECT_BODY]
+    async with direct_get(server) as (_, body):
         task = asyncio.create_task(body.drain(lambda view: calls.append(time.monotonic()), 2 * READ_SIZE))
         await asyncio.sleep(0.2)  # the worker is now blocked in recv_into
         started = time.monotonic()
@@ -233,7 +225,6 @@ async def test_cancelling_a_stalled_drain_stops_the_worker_before_returning(
         with pytest.raises(asyncio.CancelledError):
             await task
         cancelled_at = time.monotonic()
-        await response.aclose()
     release.set()
     assert cancelled_at - started < 2.0
     assert len(calls) == 1 and calls[0] < started  # the 1000 bytes before the stall, nothing after
