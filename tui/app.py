@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.lazy import Lazy
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
@@ -76,7 +77,8 @@ class DockyardApp(App[None]):
         with TabbedContent(id="views"):
             for n, (view_id, view_class) in enumerate(VIEWS, start=1):
                 with TabPane(f"{n} {view_class.TITLE}", id=view_id):
-                    yield view_class(id=f"view-{view_id}")
+                    view = view_class(id=f"view-{view_id}")
+                    yield view if n == 1 else Lazy(view)  # hidden tabs mount after the first frame
         yield OperationsPanel(id="operations")
         yield Footer()
 
@@ -104,9 +106,17 @@ class DockyardApp(App[None]):
     def view(self, view_id: str) -> View:
         return self.query_one(f"#view-{view_id}", View)
 
+    def views(self, *view_ids: str) -> Iterator[View]:
+        """The mounted ones among ``view_ids`` (hidden tabs mount just after the first frame)."""
+        for view_id in view_ids:
+            found = self.query(f"#view-{view_id}")
+            if found:
+                yield found.first(View)
+
     def action_show_view(self, view_id: str) -> None:
         self.query_one(TabbedContent).active = view_id
-        self.view(view_id).focus_main()
+        for view in self.views(view_id):
+            view.focus_main()
 
     async def run_view_action(self, view_id: str, action: str) -> None:
         if view_id == "*":
@@ -179,8 +189,10 @@ class DockyardApp(App[None]):
         self.images_changed()
 
     def images_changed(self) -> None:
-        self.view("images").reload()
-        self.view("registry").local_changed()
+        for view in self.views("images"):
+            view.reload()
+        for view in self.views("registry"):
+            view.local_changed()
 
     def on_containers_changed(self, message: m.ContainersChanged) -> None:
         self.containers_changed()
@@ -189,8 +201,8 @@ class DockyardApp(App[None]):
         self.containers_changed()
 
     def containers_changed(self) -> None:
-        self.view("containers").reload()
-        self.view("ports").reload()
+        for view in self.views("containers", "ports"):
+            view.reload()
 
     # ---- the one error handler -----------------------------------------------------------------------
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -229,7 +241,8 @@ class DockyardApp(App[None]):
             from_image = source if source and source != reference else None
             self.record_command(" ".join(["dockyard push", *([from_image] if from_image else []), reference]))
             await self._transfer(op, lambda: registry.push(reference, source=from_image))
-            self.view("registry").reload()
+            for view in self.views("registry"):
+                view.reload()
 
         self.run_worker(job(), name=op, group="transfers", exit_on_error=False)
 
@@ -250,7 +263,8 @@ class DockyardApp(App[None]):
             await api.login(values["registry"], values["username"], values["password"])
             self.record_command(f"dockyard login {values['registry']} -u {values['username']} --password-stdin")
             self.notify(f"logged in to {values['registry']}")
-            self.view("registry").reload()
+            for view in self.views("registry"):
+                view.reload()
 
         def callback(values: dict[str, str] | None) -> None:
             self.run_worker(login(values), name="registry.login", exit_on_error=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rich.syntax import Syntax
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
@@ -30,6 +29,8 @@ class TextScreen(ModalScreen[None]):
         with Vertical(id="dialog", classes="dialog wide"):
             yield Label(self.title_text, id="text-title")
             with VerticalScroll(id="text-body"):
+                from rich.syntax import Syntax  # pygments: loaded when a dialog first needs it
+
                 body = Syntax(self.text, self.language, theme="ansi_dark", word_wrap=True) if self.language \
                     else self.text
                 yield Static(body, markup=False, id="text-content")

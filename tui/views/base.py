@@ -52,6 +52,9 @@ class View(Vertical):
     def reload(self) -> None:
         """(Re)load this view's data in a worker."""
 
+    def local_changed(self) -> None:
+        """The local image store changed (views that show what is local override this)."""
+
     def action_reload(self) -> None:
         self.reload()
 

@@ -4,7 +4,6 @@ what a pull would cost, manifest detail; pull, delete (with sibling tags), copy 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -22,6 +21,8 @@ from tui.screens.text import TextScreen
 from tui.views.base import View
 from tui.widgets.table import Column, Row, VirtualTable
 
+TAG_DEBOUNCE = 0.15  # seconds
+DETAILS_AHEAD = 30  # tags whose details load without being highlighted
 REGISTRY_COLUMNS = (Column("registry", "REGISTRY", None),)
 REPO_COLUMNS = (Column("repository", "REPOSITORY", None),)
 TAG_COLUMNS = (
@@ -173,14 +174,14 @@ class RegistryView(View):
         now = self.now()
 
         async def load() -> None:
-            names: list[str] = []
+            await asyncio.sleep(TAG_DEBOUNCE)  # arrowing through repositories loads only where it stops
+            first: list[str] = []
             async for page in api.tags(repository):
-                names.extend(page)
                 table.append_rows([Row.make(f"{repository}:{t}", tag_cells(t, None, now)) for t in page])
-            # details for the first screenful in the background; the rest on demand
-            for tag in names[:40]:
-                await self._fetch(f"{repository}:{tag}")
-                self._refresh_tags(repository, names)
+                first.extend(page[: DETAILS_AHEAD - len(first)])
+            for tag in first:  # details for the first screenful in the background; the rest on demand
+                reference = f"{repository}:{tag}"
+                table.update_row(Row.make(reference, tag_cells(tag, await self._fetch(reference), now)))
 
         self.work(load, "registry.tags", exclusive=True)
 
@@ -189,15 +190,12 @@ class RegistryView(View):
             self.details[reference] = await self.api().tag_details(reference)
         return self.details[reference]
 
-    def _refresh_tags(self, repository: str, names: Sequence[str]) -> None:
-        now = self.now()
-        rows = [Row.make(f"{repository}:{t}", tag_cells(t, self.details.get(f"{repository}:{t}"), now))
-                for t in names]
-        self.query_one("#tag-list", VirtualTable).set_rows(rows)
-
     async def _detail(self, reference: str) -> None:
         details = await self._fetch(reference)
         self.query_one("#tag-detail", Static).update(detail_text(reference, details))
+        tag = reference.rsplit(":", 1)[1]
+        self.query_one("#tag-list", VirtualTable).update_row(
+            Row.make(reference, tag_cells(tag, details, self.now())))
 
     # ---- actions -------------------------------------------------------------------------------------
     def tags(self) -> list[str]:

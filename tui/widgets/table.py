@@ -90,17 +90,19 @@ class VirtualTable(ScrollView, can_focus=True):
         self.empty_text = empty
         self.markable = markable
         self._rows: list[Row] = []
+        self._index: dict[str, int] = {}
         self._view: list[int] = []
         self._filter = ""
         self.marked: set[str] = set()
         self._widths: list[int] = [len(c.label) for c in self.columns]
+        self._width_cache: tuple[object, list[int]] = (None, [])
 
     # ---- data (attributes down) -------------------------------------------------------------------
     def set_rows(self, rows: Iterable[Row], *, keep_cursor: bool = True) -> None:
         current = self.current_key if keep_cursor else None
         self._rows = list(rows)
-        keys = {r.key for r in self._rows}
-        self.marked &= keys
+        self._index = {r.key: i for i, r in enumerate(self._rows)}
+        self.marked &= self._index.keys()
         self._measure(self._rows, reset=True)
         self._apply_filter(current)
 
@@ -108,6 +110,7 @@ class VirtualTable(ScrollView, can_focus=True):
         """Add rows (a page from the background); the cursor row and filter stay put."""
         start = len(self._rows)
         self._rows.extend(rows)
+        self._index.update((r.key, start + i) for i, r in enumerate(rows))
         self._measure(rows, reset=False)
         needle = self._filter
         self._view.extend(i for i in range(start, len(self._rows)) if not needle or needle in self._rows[i].search)
@@ -142,6 +145,19 @@ class VirtualTable(ScrollView, can_focus=True):
         if not self._view:
             return None
         return self._rows[self._view[min(self.cursor, len(self._view) - 1)]]
+
+    def update_row(self, row: Row) -> bool:
+        """Replace the row with the same key in place (no re-filter, no re-measure); False if absent."""
+        index = self._index.get(row.key)
+        if index is None:
+            return False
+        self._rows[index] = row
+        self.refresh()
+        return True
+
+    def get_row(self, key: str) -> Row | None:
+        index = self._index.get(key)
+        return None if index is None else self._rows[index]
 
     def row_keys(self) -> list[str]:
         """Every row key (unfiltered), in order."""
@@ -214,7 +230,9 @@ class VirtualTable(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
-        widths = self._layout_widths(width)
+        if self._width_cache[0] != (width, tuple(self._widths)):
+            self._width_cache = ((width, tuple(self._widths)), self._layout_widths(width))
+        widths = self._width_cache[1]
         base = self.rich_style
         if y == 0:
             style = self.get_component_rich_style("virtual-table--header")
@@ -244,8 +262,13 @@ class VirtualTable(ScrollView, can_focus=True):
         self._resize()
 
     def watch_cursor(self, old: int, new: int) -> None:
+        top = int(self.scroll_offset.y)
         self._scroll_cursor_visible()
-        self.refresh()
+        if int(self.scroll_offset.y) == top:  # repaint just the two rows that changed
+            self.refresh_line(old + 1)  # virtual line (the header is line 0)
+            self.refresh_line(new + 1)
+        else:
+            self.refresh()
         self._post_highlight()
 
     def _post_highlight(self) -> None:
