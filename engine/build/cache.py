@@ -19,7 +19,24 @@ from typing import Any
 from engine.errors import InvalidManifestError
 from engine.oci.digest import Digest
 from engine.oci.models import Descriptor
-from engine.store.locking import atomic_write
+
+
+def write_hint_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically (temp file + rename), without fsync.
+
+    For files that are only hints (build cache entries, the context hash cache): a crash may lose an
+    entry or leave it empty, and readers take anything unreadable for a miss, so durability would buy
+    nothing but a journal commit per step.  Blobs, manifests and the index keep ``atomic_write``.
+    """
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def step_key(parent: str, *parts: Any) -> str:
@@ -62,7 +79,7 @@ class BuildCache:
         }
         with contextlib.suppress(OSError):  # a cache that cannot be written only costs speed
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, json.dumps(data).encode())
+            write_hint_file(path, json.dumps(data).encode())
 
     def entries(self) -> Iterator[CacheEntry]:
         if not self.directory.is_dir():

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import BuildError, InvalidInputError
-from engine.store.locking import atomic_write
 
 IGNORE_FILES = (".dockerignore", ".containerignore")
 
@@ -197,7 +196,9 @@ class BuildContext:
             return
         with contextlib.suppress(OSError):
             self._hash_cache_path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(self._hash_cache_path, json.dumps(self._hash_cache).encode())
+            from engine.build.cache import write_hint_file
+
+            write_hint_file(self._hash_cache_path, json.dumps(self._hash_cache).encode())
         self._hash_cache_dirty = False
 
 
