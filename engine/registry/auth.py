@@ -174,6 +174,9 @@ class Authenticator:
                     if len(body) > MAX_TOKEN_BODY:
                         raise AuthenticationError(f"the token service of {self.registry} sent an oversized answer")
                 return response.status_code, bytes(body)
+        except httpx.InvalidURL as exc:  # e.g. a redirect whose Location httpx cannot parse
+            raise AuthenticationError(f"the token service of {self.registry} answered with an invalid URL: {exc}") \
+                from None
         except httpx.TransportError as exc:
             host = httpx.URL(url).host
             raise RegistryUnavailableError(

@@ -59,11 +59,11 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit() also accepts "²", which float() refuses
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
@@ -79,8 +79,23 @@ def parse_link_next(header: str | None, base: str) -> str | None:
         target, _, params = section[1:].partition(">")
         rels = [p.strip() for p in params.split(";") if p.strip().lower().startswith("rel=")]
         if any(r.split("=", 1)[1].strip('"').lower() == "next" for r in rels):
-            return urljoin(base, target)
+            try:
+                return urljoin(base, target)
+            except ValueError:  # "<http://[::1/...>": urllib refuses it; so do we, in one line
+                raise RegistryError(f"the registry sent a Link header with an invalid URL: {target[:100]!r}") \
+                    from None
     return None
+
+
+def _url(url: str, problem: str, base: httpx.URL | None = None) -> httpx.URL:
+    """``url`` (joined to ``base``) as an httpx URL; a server-sent URL httpx refuses is a RegistryError."""
+    try:
+        joined = base.join(url) if base is not None else httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise RegistryError(f"{problem}: {url[:100]!r} ({exc})") from None
+    if joined.scheme not in ("http", "https") or not joined.host:
+        raise RegistryError(f"{problem}: {url[:100]!r} (not an http(s) URL with a host)")
+    return joined
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -143,13 +158,13 @@ class RegistryClient:
             if self._pinged:
                 return
             try:
-                response = await self._http.get(self.url("/v2/"))
+                response = await self._get_v2()
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if not self.endpoint.fallback_http:
                     raise self._unavailable(exc) from exc
                 await self._switch_to_http()
                 try:
-                    response = await self._http.get(self.url("/v2/"))
+                    response = await self._get_v2()
                 except httpx.TransportError as exc2:
                     raise self._unavailable(exc2) from exc2
             except httpx.TransportError as exc:
@@ -166,6 +181,12 @@ class RegistryClient:
                 raise registry_error(response.status_code, response.content[:MAX_ERROR_BODY],
                                      registry=self.registry)
             self._pinged = True
+
+    async def _get_v2(self) -> httpx.Response:
+        try:
+            return await self._http.get(self.url("/v2/"))
+        except httpx.InvalidURL as exc:  # httpx derives the next request from any Location it gets
+            raise RegistryError(f"{self.registry} answered with an invalid URL: {exc}") from None
 
     async def _switch_to_http(self) -> None:
         self.endpoint = self.endpoint.as_http()
@@ -196,7 +217,7 @@ class RegistryClient:
         attempt = 0
         redirects = 0
         auth_retried = False
-        target = httpx.URL(url)
+        target = _url(url, "an invalid URL")
         while True:
             request_headers = dict(headers or {})
             if self._same_origin(target):
@@ -216,13 +237,15 @@ class RegistryClient:
                     await asyncio.sleep(self.backoff * (2 ** (attempt - 1)))
                     continue
                 raise self._unavailable(exc) from exc
+            except httpx.InvalidURL as exc:  # httpx derives the next request from any Location it gets
+                raise RegistryError(f"{self.registry} answered with an invalid URL: {exc}") from None
             status = response.status_code
             if status in REDIRECT_STATUSES and "location" in response.headers:
                 await response.aclose()
                 redirects += 1
                 if redirects > MAX_REDIRECTS:
                     raise RegistryError(f"{self.registry}: too many redirects for {target.path}")
-                target = target.join(response.headers["location"])
+                target = _url(response.headers["location"], f"{self.registry} redirected to an invalid URL", target)
                 params = None  # the Location carries its own query
                 if status == 303:
                     method, content = "GET", None
