@@ -257,14 +257,14 @@ def test_a_burst_of_saves_rebuilds_at_most_twice(tmp_path: Path, busybox_tar: Pa
 
 
 def test_changes_during_a_build_queue_exactly_one_more(tmp_path: Path, busybox_tar: Path) -> None:
-    slow = SITE_DOCKERFILE.replace("COPY site /www", "COPY site /www\nRUN sleep 1")
+    slow = SITE_DOCKERFILE.replace("COPY site /www", "COPY site /www\nRUN sleep 2")
 
     async def body(w: Watched) -> None:
         await w.cycle(1)
+        mark = len(w.events)  # before the change: the slow step's status may come before we look
         _write(w.context / "site/index.html", "v2\n")
         await w.until(lambda: bool(w.statuses("changed")), what="the change")
-        mark = len(w.events)
-        await w.until(lambda: any(isinstance(e, ev.WatchStatus) and "RUN sleep 1" in e.detail
+        await w.until(lambda: any(isinstance(e, ev.WatchStatus) and "RUN sleep 2" in e.detail
                                   for e in w.events[mark:]), what="the slow step")
         for i in range(5):  # all during the build
             _write(w.context / "site/index.html", f"v3-{i}\n")
