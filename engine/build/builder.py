@@ -8,6 +8,7 @@ leaves no image behind (nothing is tagged until the last step succeeded).
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
 import posixpath
@@ -33,7 +34,15 @@ from engine.build.state import (
     command_form,
     final_config_document,
 )
-from engine.errors import BuildError, BuildStepError, DockerfileError, EngineError, InvalidInputError
+from engine.errors import (
+    BuildError,
+    BuildStepError,
+    DockerfileError,
+    EngineError,
+    InvalidInputError,
+    NoSpaceError,
+    os_error_message,
+)
 from engine.oci import mediatypes as mt
 from engine.oci.models import Descriptor, ImageConfig, Manifest
 from engine.oci.platform import Platform
@@ -517,6 +526,9 @@ class _Run:
         except EngineError:
             raise
         except OSError as exc:
+            if exc.errno == errno.ENOSPC:  # a full disk is a NoSpaceError everywhere ("no space left on ...")
+                raise NoSpaceError(os_error_message(exc, f"{self.dockerfile.filename}:{copy.line}: {keyword}")) \
+                    from None
             raise BuildError(f"{self.dockerfile.filename}:{copy.line}: {keyword} failed: {exc}") from None
         finally:
             if staging.exists():
