@@ -433,19 +433,25 @@ class _Run:
             last.append(line)
             self.emit(ev.StepLog(step, line, stream))
 
+        unmount = None
         try:
-            code, upper = await run_step(self.b.runtime, lowers, base, request, on_line)
+            code, upper, unmount = await run_step(self.b.runtime, lowers, base, request, on_line)
             if code != 0:
                 message = (f"{self.dockerfile.filename}:{run.line}: RUN {run.original[4:].strip()[:80]!s} "
                            f"failed with exit code {code}")
                 self.emit(ev.StepFailed(step, message, code, tuple(last)))
                 raise BuildStepError(message, step=step, exit_code=code, last_lines=tuple(last))
+            # The layer is written from the upper dir while the overlay's unmount (and its sync) runs.
             layer, diff_id, _ = self.b.fs.commit(
                 overlay_upper_items(upper), upper, state.diff_ids, mtime_clamp=self.epoch,
-                compression=self.options.compression,
+                compression=self.options.compression, before_adopt=unmount.wait,
             )
         finally:
-            remove_tree(base)
+            try:
+                if unmount is not None:
+                    unmount.wait()
+            finally:
+                remove_tree(base)
         entry = CacheEntry(layer, diff_id, self._now(), created_by)
         self.b.cache.put(new_key, entry)
         self._add_layer(state, history, entry, False, t0)

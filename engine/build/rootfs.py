@@ -8,7 +8,7 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
@@ -69,10 +69,12 @@ class BuildFilesystems:
 
     def commit(
         self, items: Iterable[LayerItem], changes_dir: Path | None, parent_diff_ids: list[Digest], *,
-        mtime_clamp: int | None, compression: str = "gzip",
+        mtime_clamp: int | None, compression: str = "gzip", before_adopt: Callable[[], None] | None = None,
     ) -> tuple[Descriptor, Digest, int]:
         """Write ``items`` as a layer into the store; adopt ``changes_dir`` as its snapshot.
 
+        ``before_adopt`` runs between the two (RUN: wait for the container root's unmount); what it
+        raises propagates and ``changes_dir`` is left where it is.
         Returns (blob descriptor, diff id, uncompressed size).
         """
         from engine.archive.layer_writer import write_layer
@@ -81,6 +83,8 @@ class BuildFilesystems:
             writer.trust_caller_digest()  # write_layer hashes the compressed bytes it writes: once is enough
             result = write_layer(items, cast(BinaryIO, writer), compression=compression, mtime_clamp=mtime_clamp)
             digest, size = writer.commit(result.digest)
+        if before_adopt is not None:
+            before_adopt()
         if changes_dir is not None:
             chain = chain_ids([*parent_diff_ids, result.diff_id])[-1]
             final = self.snapshots.path(chain)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,11 +32,38 @@ class RunRequest:
     files: tuple[tuple[str, str, int], ...] = ()  # (path in container, content, mode) bound read-only
 
 
+class Unmount:
+    """``release_rootfs`` on a thread.  Unmounting an overlay syncs its whole upper file system (every
+    dirty page on it, other processes' too), which can take a while after a big RUN; the builder reads
+    the upper dir meanwhile and calls :meth:`wait` before it moves or deletes anything under ``base``."""
+
+    def __init__(self, rootfs: Path) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._release, args=(rootfs,), name="overlay-umount", daemon=True)
+        self._thread.start()
+
+    def _release(self, rootfs: Path) -> None:
+        from engine.runtime.snapshots import release_rootfs
+
+        try:
+            release_rootfs(rootfs)
+        except BaseException as exc:  # noqa: BLE001 - raised in the builder's thread by wait()
+            self._error = exc
+
+    def wait(self) -> None:
+        """Block until unmounted; raises the unmount's error (once)."""
+        self._thread.join()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+
 async def run_step(
     runtime: OciRuntime, lowerdirs: Sequence[Path], base: Path, request: RunRequest,
     on_line: Callable[[str, str], None],
-) -> tuple[int, Path]:
-    """Run ``request`` over ``lowerdirs``; returns (exit code, upper dir holding the changes)."""
+) -> tuple[int, Path, Unmount]:
+    """Run ``request`` over ``lowerdirs``; returns (exit code, upper dir holding the changes, the
+    unmount of the container's root, still in progress: ``wait()`` on it before touching ``base``)."""
     from engine.runtime.snapshots import prepare_rootfs, release_rootfs
 
     upper, work, rootfs = base / "upper", base / "work", base / "rootfs"
@@ -46,11 +74,13 @@ async def run_step(
         spec = _spec(container_id, rootfs, base, request)
         (base / "config.json").write_text(json.dumps(spec))
         code = await _run_runc(runtime, container_id, base, on_line)
-    finally:
+    except BaseException:
         release_rootfs(rootfs)
+        raise
+    # The container is gone and nothing looks through the overlay any more: its upper dir is final.
     for stub in missing:
         _remove_stub(upper / stub.lstrip("/"))
-    return code, upper
+    return code, upper, Unmount(rootfs)
 
 
 def _spec(container_id: str, rootfs: Path, base: Path, request: RunRequest) -> dict[str, object]:
