@@ -468,10 +468,13 @@ class ImageStore:
                     path.unlink()
                     report.removed_blobs += 1
                     report.freed_bytes += size
-            for temp in self._temp_files():
-                with contextlib.suppress(FileNotFoundError):
-                    temp.unlink()
-                    report.removed_temp_files += 1
+            # Under the index lock too: an index update in flight (rmi and tag need no writing()) owns
+            # its .index.json.tmp-* file until it renames it; deleting it made that update fail.
+            with file_lock(self.root / ".index.lock"):
+                for temp in self._temp_files():
+                    with contextlib.suppress(FileNotFoundError):
+                        temp.unlink()
+                        report.removed_temp_files += 1
         return report
 
     def fsck(self, *, repair: bool = False) -> FsckReport:
