@@ -86,6 +86,9 @@ class DockyardApp(App[None]):
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
         self.show_context()
+        self.call_after_refresh(self.start_background)  # the first frame comes before engine imports
+
+    def start_background(self) -> None:
         containers = service(self.engine, "containers")
         if containers is not None and hasattr(containers, "events"):
             self.run_worker(pump("events", containers.events(), self), name="containers.events",
@@ -172,7 +175,8 @@ class DockyardApp(App[None]):
         self.query_one(OperationsPanel).feed(message.op, message.event)
 
     def on_build_update(self, message: m.BuildUpdate) -> None:
-        self.query_one(OperationsPanel).feed(message.op, message.event)
+        if not message.op.startswith("watch "):  # the Watch view shows the loop's own rebuilds
+            self.query_one(OperationsPanel).feed(message.op, message.event)
         if isinstance(message.event, BuildFinished):
             self.images_changed()
 

@@ -89,7 +89,7 @@ class ContainersView(View):
     def on_mount(self) -> None:
         self.query_one("#containers-filter").display = False
         self.query_one("#log-search").display = False
-        self.reload()
+        self.call_after_refresh(self.reload)
         self.set_interval(self.dockyard.poll_interval, self.poll_stats, name="containers.stats")
 
     def api(self) -> Any:

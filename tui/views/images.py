@@ -116,7 +116,7 @@ class ImagesView(View):
 
     def on_mount(self) -> None:
         self.query_one("#images-filter").display = False
-        self.reload()
+        self.call_after_refresh(self.reload)
 
     def reload(self) -> None:
         self.work(self._load, "images.list", exclusive=True)

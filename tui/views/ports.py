@@ -76,7 +76,7 @@ class PortsView(View):
 
     def on_mount(self) -> None:
         self.query_one("#ports-filter").display = False
-        self.reload()
+        self.call_after_refresh(self.reload)
 
     def reload(self) -> None:
         if service(self.engine, "containers") is not None:

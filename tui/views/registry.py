@@ -95,7 +95,7 @@ class RegistryView(View):
 
     def on_mount(self) -> None:
         self.query_one("#repo-filter").display = False
-        self.reload()
+        self.call_after_refresh(self.reload)
 
     def main_table(self) -> VirtualTable:
         return self.query_one("#repo-list", VirtualTable)
