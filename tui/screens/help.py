@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -14,7 +15,7 @@ from tui.widgets.table import Column, Row, VirtualTable
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS: list[BindingType] = [Binding("escape,q,question_mark", "close", "Close", id="help.close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "close", "Close", id="help.close")]
 
     def __init__(self, sections: Iterable[tuple[str, list[tuple[str, str, str]]]]) -> None:
         """``sections``: (title, [(keys, description, binding id)])."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -13,7 +13,7 @@ from textual.widgets import Label, Static
 
 
 class TextScreen(ModalScreen[None]):
-    BINDINGS: list[BindingType] = [Binding("escape,q", "close", "Close", id="text.close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "close", "Close", id="text.close")]
 
     def __init__(self, title: str, text: str, *, language: str | None = None) -> None:
         super().__init__()

@@ -246,9 +246,12 @@ class RegistryView(View):
                 lines.append(f"  {reference}")
                 lines.extend(f"  {repository}:{t}   (shares the digest, goes too)" for t in siblings
                              if f"{repository}:{t}" not in references)
+            async def delete(confirmed: bool | None) -> None:
+                await self._delete(confirmed, references, repository)
+
             self.app.push_screen(
                 ConfirmScreen(f"Delete {len(references)} tag(s) and their manifests from the registry?", lines),
-                self.after(lambda ok: self._delete(ok, references, repository), "registry.delete"))
+                self.after(delete, "registry.delete"))
 
         self.work(confirm, "registry.delete-check")
 

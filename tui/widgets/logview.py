@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from rich.cells import set_cell_size
 from rich.segment import Segment
@@ -27,7 +28,7 @@ class LogEntry:
 
 
 class LogView(ScrollView, can_focus=True):
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "scroll_lines(-1)", "Up", show=False, id="log.up"),
         Binding("down", "scroll_lines(1)", "Down", show=False, id="log.down"),
         Binding("pageup", "scroll_lines(-20)", "Page up", show=False, id="log.page-up"),
