@@ -116,8 +116,9 @@ class ContainersView(View):
 
     def poll_stats(self) -> None:
         running = [c for c in self.containers.values() if c.state == "running"]
-        if running and self.api() is not None and self.is_attached:
-            self.work(lambda: self._stats(running), "containers.stats", exclusive=True)
+        busy = any(w.group == "containers.stats" and w.is_running for w in self.workers)
+        if running and not busy and self.api() is not None and self.is_attached:
+            self.work(lambda: self._stats(running), "containers.stats")  # one sample round at a time
 
     async def _stats(self, running: list[ContainerSummary]) -> None:
         for container in running:
