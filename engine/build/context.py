@@ -72,6 +72,10 @@ class BuildContext:
 
     def _stat(self, rel: str) -> ContextFile:
         path = self.root / rel if rel else self.root
+        parent = os.path.realpath(path.parent) if rel else str(self.root)
+        if parent != str(self.root) and not parent.startswith(str(self.root) + os.sep):
+            # A symlinked directory on the way ("link/secret", link -> ../): never read outside the context.
+            raise BuildError(f"COPY source {rel!r} is outside the build context (through a symlink)")
         try:
             st = os.lstat(path)
         except FileNotFoundError:
