@@ -40,7 +40,7 @@ test: setup lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 screenshots: setup
-	$(BIN)/python -m tui.screenshots screenshots
+	$(BIN)/python scripts/screenshots.py screenshots
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
