@@ -1,5 +1,5 @@
-"""write_layer past one buffer: the threaded pipeline (hash | compress | hash + write) gives the same
-bytes every time, results that match them, and stops its threads cleanly when anything fails."""
+"""write_layer past one buffer: the threaded pipeline (tar + diff hash | compress + digest + write) gives
+the same bytes every time, results that match them, and stops its thread cleanly when anything fails."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from engine.archive.untar import extract_layer
 from engine.errors import ArchiveError, NoSpaceError
 from tests.archive_helpers import tree_state
 
-PIPELINE_THREADS = {"layer-hash", "layer-compress", "layer-write"}
+PIPELINE_THREADS = {"layer-compress"}
 
 
 def _big_tree(root: Path) -> Path:
