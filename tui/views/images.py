@@ -228,11 +228,19 @@ class ImagesView(View):
             self.notify(f"started {container_name or name}")
             self.post_message(ContainersChanged())
 
-        self.app.push_screen(
-            FormScreen(f"Run {name}", [Field("name", "Container name (optional)"),
-                                       Field("ports", "Publish ports (host:container, space separated)",
-                                             placeholder="8080:80")], submit="Run"),
-            self.after(submit, "images.run"))
+        async def ask() -> None:
+            # Offer the image's own EXPOSEd ports on the same host ports, as a user would type them.
+            data = await self.engine.images.inspect(name)
+            exposed = sorted((data.get("Config") or {}).get("ExposedPorts") or {})
+            default = " ".join(f"{port.split('/')[0]}:{port}" if not port.endswith("/tcp")
+                               else f"{port[:-4]}:{port[:-4]}" for port in exposed)
+            self.app.push_screen(
+                FormScreen(f"Run {name}", [Field("name", "Container name (optional)"),
+                                           Field("ports", "Publish ports (host:container, space separated)",
+                                                 default, placeholder="8080:80")], submit="Run"),
+                self.after(submit, "images.run"))
+
+        self.work(ask, "images.run")
 
     def action_remove(self) -> None:
         names = self.selection()
