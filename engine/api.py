@@ -21,6 +21,7 @@ class Engine:
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig.from_env()
+        self.config.ensure_root()
 
     @cached_property
     def containers(self) -> ContainerService:

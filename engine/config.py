@@ -55,6 +55,21 @@ class EngineConfig:
             keymap={str(k): str(v) for k, v in (settings.get("keymap") or {}).items()},
         )
 
+    def ensure_root(self) -> None:
+        """Create the state directory private to its owner (0700): layers, container file systems and
+        logs are not for other local users. An existing directory that is wider is narrowed."""
+        import stat
+
+        try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            info = self.root.stat()
+            if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
+                os.chmod(self.root, 0o700)
+        except OSError as exc:
+            from engine.errors import from_os_error
+
+            raise from_os_error(exc, f"cannot create the state directory {self.root}") from exc
+
     @property
     def store_dir(self) -> Path:
         """The OCI image layout (oci-layout, index.json, blobs/)."""
