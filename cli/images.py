@@ -177,10 +177,11 @@ def history(no_trunc: bool, quiet: bool, fmt: str, name: str) -> None:
 
 
 @click.command("gc")
-def gc() -> None:
+@click.option("--build-cache", is_flag=True, help="Also empty the build cache (its layers are kept otherwise).")
+def gc(build_cache: bool) -> None:
     """Remove blobs no image references and leftovers of interrupted writes."""
     engine = get_engine()
-    report = run(engine.images.gc())
+    report = run(engine.images.gc(build_cache=build_cache))
     extra = getattr(engine, "gc_extra", None)
     if extra is not None:
         for line in run(extra()):

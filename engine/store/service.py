@@ -63,8 +63,16 @@ class ImageService:
     async def remove(self, name: str, *, force: bool = False) -> builtins.list[str]:
         return await asyncio.to_thread(self.store.remove, name, force=force)
 
-    async def gc(self) -> GcReport:
-        return await asyncio.to_thread(self.store.gc)
+    async def gc(self, *, build_cache: bool = False) -> GcReport:
+        """Remove unreferenced blobs. Layers the build cache holds are kept unless ``build_cache``,
+        which empties the cache first (like ``docker builder prune`` then a gc)."""
+        from engine.build.cache import BuildCache
+
+        cache = BuildCache(self.config.cache_dir / "build")
+        if build_cache:
+            await asyncio.to_thread(cache.prune)
+        roots = await asyncio.to_thread(cache.layer_digests)
+        return await asyncio.to_thread(self.store.gc, roots)
 
     async def fsck(self, *, repair: bool = False) -> FsckReport:
         return await asyncio.to_thread(self.store.fsck, repair=repair)
