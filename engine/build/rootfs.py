@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
-from engine.errors import EngineError, from_os_error
+from engine.errors import EngineError, StoreError, from_os_error
 from engine.oci.digest import Digest
 from engine.oci.models import Descriptor
 from engine.runtime.snapshots import chain_ids, prepare_rootfs, release_rootfs
@@ -82,6 +82,8 @@ class BuildFilesystems:
         with self.store.blob_writer() as writer:
             writer.trust_caller_digest()  # write_layer hashes the compressed bytes it writes: once is enough
             result = write_layer(items, cast(BinaryIO, writer), compression=compression, mtime_clamp=mtime_clamp)
+            if writer.bytes_written != result.size:
+                raise StoreError(f"layer writer reported {result.size} bytes but wrote {writer.bytes_written}")
             digest, size = writer.commit(result.digest)
         if before_adopt is not None:
             before_adopt()
