@@ -92,6 +92,20 @@ class ContainerService:
         await _thread(self.manager.stop, name, timeout)
         return await self.start(name)
 
+    async def recreate(self, name: str, *, publish: Sequence[str] | None = None, add_publish: Sequence[str] = (),
+                       timeout: float | None = None) -> ContainerSummary:
+        """The container again, with the options it was created with (volumes, labels, limits, health, ...)
+        and ``publish`` as its -p specs (None keeps them) plus ``add_publish``; same name and image.
+
+        The old container is stopped and removed only once the new one runs; if the new one fails (a host
+        port in use) the old one is back as it was and the error says so (engine/runtime/recreate.py).
+        """
+        from engine.runtime.recreate import recreate
+
+        record = await _thread(recreate, self.manager, name, publish=publish, add_publish=add_publish,
+                               timeout=timeout, caller_env=dict(os.environ))
+        return self.manager.summary(record)
+
     async def remove(self, name: str, *, force: bool = False) -> str:
         return await _thread(self.manager.remove, name, force=force)
 
