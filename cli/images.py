@@ -178,16 +178,29 @@ def history(no_trunc: bool, quiet: bool, fmt: str, name: str) -> None:
 
 @click.command("gc")
 @click.option("--build-cache", is_flag=True, help="Also empty the build cache (its layers are kept otherwise).")
-def gc(build_cache: bool) -> None:
-    """Remove blobs no image references and leftovers of interrupted writes."""
+@click.option("--grace", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Keep unused snapshots and leftover dirs younger than this (default 600): one a "
+                   "container being created or an old build may be about to use.")
+def gc(build_cache: bool, grace: float | None) -> None:
+    """Remove blobs no image references, unpacked layers nothing uses, and leftovers of interrupted writes."""
     engine = get_engine()
-    report = run(engine.images.gc(build_cache=build_cache))
+    report = run(engine.images.gc(build_cache=build_cache, grace=grace))
     extra = getattr(engine, "gc_extra", None)
     if extra is not None:
         for line in run(extra()):
             click.echo(line)
     click.echo(f"removed {report.removed_blobs} blobs ({human_size(report.freed_bytes)}), "
                f"{report.removed_temp_files} temp files")
+    snaps = report.snapshots
+    if snaps is not None:
+        line = (f"removed {snaps.removed_snapshots} layer snapshots and {snaps.removed_temp_dirs} leftover "
+                f"build/unpack dirs ({human_size(snaps.freed_bytes)})")
+        if snaps.build_running:
+            line += "; a build is running, so its snapshots and work dirs were kept"
+        elif snaps.kept_young:
+            line += f"; kept {snaps.kept_young} unused snapshots younger than the grace period"
+        click.echo(line)
+        click.echo(f"freed {human_size(report.total_freed_bytes)} in all")
 
 
 @click.command("fsck")

@@ -241,6 +241,7 @@ async def download(url: str, directory: Path, *, max_bytes: int = 4 << 30) -> tu
 
     name = posixpath.basename(urllib.parse.urlparse(url).path) or "index.html"
     fd, temp = tempfile.mkstemp(dir=directory)
+    owned = False
     total = 0
     timeout = httpx.Timeout(30.0, read=300.0)
     try:
@@ -248,13 +249,21 @@ async def download(url: str, directory: Path, *, max_bytes: int = 4 << 30) -> tu
                 client.stream("GET", url) as response:
             if response.status_code != 200:
                 raise BuildError(f"ADD {url}: the server answered HTTP {response.status_code}")
+            owned = True  # the file object closes fd from here on
             with os.fdopen(fd, "wb") as out:
                 async for chunk in response.aiter_bytes(1 << 20):
                     total += len(chunk)
                     if total > max_bytes:
                         raise BuildError(f"ADD {url}: larger than {max_bytes} bytes")
                     out.write(chunk)
-    except httpx.HTTPError as exc:
-        raise BuildError(f"ADD {url}: {exc.__class__.__name__}: {exc}") from None
+    except BaseException as exc:  # a failed download leaves no file behind (nor an open descriptor)
+        if not owned:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        if isinstance(exc, httpx.HTTPError):
+            raise BuildError(f"ADD {url}: {exc.__class__.__name__}: {exc}") from None
+        raise
     os.chmod(temp, 0o600)
     return Path(temp), name

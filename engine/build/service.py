@@ -52,8 +52,19 @@ class BuildService:
 
     async def build(self, options: BuildOptions) -> AsyncIterator[ev.Event]:
         """Run a build, yielding its events as they happen; raises the build's EngineError at the end."""
+        from engine.runtime.snapshot_gc import build_lease
+
         queue: asyncio.Queue[ev.Event] = asyncio.Queue()
         builder = self._builder()
+        # gc leaves this build's snapshots and work dirs alone while the lease is held (snapshot_gc.py)
+        lease = build_lease(self.config.snapshots_dir)
+        if not lease.acquire(wait=False):  # a gc is sweeping: wait for it on a thread
+            acquiring = asyncio.ensure_future(asyncio.to_thread(lease.acquire))
+            try:
+                await asyncio.shield(acquiring)
+            except asyncio.CancelledError:
+                acquiring.add_done_callback(lambda _: lease.release())
+                raise
         task = asyncio.create_task(builder.build(options, queue.put_nowait))
         try:
             while True:
@@ -71,6 +82,7 @@ class BuildService:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+            lease.release()
 
     def cache_roots(self) -> set[Any]:
         return self.cache.layer_digests()

@@ -6,19 +6,32 @@ import asyncio
 import builtins
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from engine.config import EngineConfig
 from engine.errors import ImageNotFoundError, InvalidInputError, NotFoundError, from_os_error
 from engine.oci.reference import Reference
-from engine.store.layout import ImageStore
+from engine.store.layout import GcReport, ImageStore
 
 if TYPE_CHECKING:  # archives, inspect views and summaries load when a method needs them (CLI start-up)
     from engine.archive.changes import ImageChanges
+    from engine.runtime.snapshot_gc import SnapshotGcReport
     from engine.store.archives import LoadedImage
-    from engine.store.layout import FsckReport, GcReport, ResolvedImage
+    from engine.store.layout import FsckReport, ResolvedImage
     from engine.summaries import ImageSummary, LayerSummary
+
+
+@dataclass
+class ImageGcReport(GcReport):
+    """The store's blob gc plus the snapshot gc (``snapshots`` is None when it did not run)."""
+
+    snapshots: SnapshotGcReport | None = None
+
+    @property
+    def total_freed_bytes(self) -> int:
+        return self.freed_bytes + (self.snapshots.freed_bytes if self.snapshots is not None else 0)
 
 
 class ImageService:
@@ -63,16 +76,33 @@ class ImageService:
     async def remove(self, name: str, *, force: bool = False) -> builtins.list[str]:
         return await asyncio.to_thread(self.store.remove, name, force=force)
 
-    async def gc(self, *, build_cache: bool = False) -> GcReport:
-        """Remove unreferenced blobs. Layers the build cache holds are kept unless ``build_cache``,
-        which empties the cache first (like ``docker builder prune`` then a gc)."""
+    async def gc(self, *, build_cache: bool = False, snapshots: bool = True,
+                 grace: float | None = None) -> ImageGcReport:
+        """Remove unreferenced blobs, then unpacked layer snapshots nothing uses (and what crashed
+        unpacks and builds left; see engine/runtime/snapshot_gc.py for the rule and its locks).
+
+        Layers the build cache holds are kept unless ``build_cache``, which empties the cache first
+        (like ``docker builder prune`` then a gc).  ``grace``: seconds a fresh snapshot or temp dir
+        nobody holds a lock on is kept (default ``snapshot_gc.GRACE_SECONDS``)."""
         from engine.build.cache import BuildCache
 
         cache = BuildCache(self.config.cache_dir / "build")
         if build_cache:
             await asyncio.to_thread(cache.prune)
         roots = await asyncio.to_thread(cache.layer_digests)
-        return await asyncio.to_thread(self.store.gc, roots)
+        blobs = await asyncio.to_thread(self.store.gc, roots)
+        report = ImageGcReport(blobs.removed_blobs, blobs.freed_bytes, blobs.removed_temp_files)
+        if snapshots:
+            report.snapshots = await asyncio.to_thread(self._gc_snapshots, grace)
+        return report
+
+    def _gc_snapshots(self, grace: float | None) -> SnapshotGcReport:
+        from engine.runtime import snapshot_gc
+
+        keep = snapshot_gc.image_chains(self.store) | snapshot_gc.container_chains(self.config.containers_dir,
+                                                                                    self.store)
+        return snapshot_gc.collect(self.config.snapshots_dir, keep=keep,
+                                   grace=snapshot_gc.GRACE_SECONDS if grace is None else grace)
 
     async def fsck(self, *, repair: bool = False) -> FsckReport:
         return await asyncio.to_thread(self.store.fsck, repair=repair)
