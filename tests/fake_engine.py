@@ -261,6 +261,12 @@ class FakeRegistry:
         yield TransferFinished("push", reference, digest(reference), 612, 0.1)
 
 
+def _port_summary(spec: str) -> PortSummary:
+    host, _, target = spec.rpartition(":")
+    port, _, proto = target.partition("/")
+    return PortSummary("0.0.0.0", int(host.rpartition(":")[2] or port), int(port), proto or "tcp")
+
+
 class FakeContainers:
     def __init__(self) -> None:
         self.items: list[ContainerSummary] = [
@@ -288,11 +294,7 @@ class FakeContainers:
         return [c for c in self.items if all or c.state == "running"]
 
     async def run(self, image: str, options: RunOptions) -> AsyncIterator[Event]:
-        mapped = []
-        for spec in options.publish:
-            host, _, target = spec.rpartition(":")
-            port, _, proto = target.partition("/")
-            mapped.append(PortSummary("0.0.0.0", int(host.rpartition(":")[2] or port), int(port), proto or "tcp"))
+        mapped = [_port_summary(spec) for spec in options.publish]
         name = options.name or "new"
         summary = ContainerSummary(digest(f"c-{name}")[7:], name, image, digest(image), "sh", "running",
                                    "Up 1 second", at(seconds=1), started_at=at(seconds=1), ports=tuple(mapped))
@@ -302,6 +304,17 @@ class FakeContainers:
         for port in mapped:
             yield PortBound(summary.id, port.host_ip, port.host_port, port.container_port, port.protocol)
         yield ContainerStateChanged(summary.id, name, "running")
+
+    async def recreate(self, container: str, *, publish: tuple[str, ...] | None = None,
+                       add_publish: tuple[str, ...] = ()) -> ContainerSummary:
+        c = self._find(container)
+        specs = [*(publish if publish is not None else ()), *add_publish]
+        added = tuple(_port_summary(spec) for spec in specs)
+        updated = replace(c, id=digest(f"c-{c.name}-again")[7:],
+                          ports=added if publish is not None else (*c.ports, *added))
+        self.items[self.items.index(c)] = updated
+        self.calls.append(("recreate", c.name))
+        return updated
 
     async def inspect(self, container: str) -> dict[str, Any]:
         c = self._find(container)

@@ -304,8 +304,11 @@ async def test_add_port_recreates_the_container() -> None:
         await settle(pilot)
         web = next(c for c in engine.containers.items if c.name == "web")
         assert [p.host_port for p in web.ports] == [18080, 18090]
-        assert "dockyard rm -f web" in app.commands
-        assert any(c.startswith("dockyard run -d --name web -p 18080:8080/tcp -p 18090:8080") for c in app.commands)
+        assert ("recreate", "web") in engine.containers.calls  # the engine's recreate keeps every option
+        assert ("remove", "web") not in engine.containers.calls
+        assert any(c.startswith("# recreate web: dockyard rm -f web") and c.endswith("-p 18090:8080 "
+                                                                                     "localhost:5000/hello:latest")
+                   for c in app.commands)
 
 
 async def test_layer_browser_exports_a_file(tmp_path: Path) -> None:

@@ -1,40 +1,23 @@
-"""Adding a port mapping means recreating the container with the same configuration plus the new -p."""
+"""Command-log lines for container (re)creation: adding a port mapping recreates the container with the
+options the engine stored for it (``engine.containers.recreate``), plus the new -p."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from engine.summaries import ContainerSummary
+import shlex
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from engine.runtime.options import RunOptions
 
 
-def publish_specs(container: ContainerSummary) -> tuple[str, ...]:
-    """The container's current mappings as -p specs."""
-    out = []
-    for port in container.ports:
-        host = f"{port.host_ip}:" if port.host_ip not in ("", "0.0.0.0") else ""
-        out.append(f"{host}{port.host_port}:{port.container_port}/{port.protocol}")
-    return tuple(dict.fromkeys(out))
-
-
-def recreate_options(container: ContainerSummary, inspect: dict[str, Any], extra: str) -> RunOptions:
-    """RunOptions for the same name, command, env, workdir, user and labels, with ``extra`` published too."""
-    from engine.runtime.options import RunOptions
-
-    config = inspect.get("Config") or {}
-    return RunOptions(
-        name=container.name, publish=(*publish_specs(container), extra), detach=True,
-        command=tuple(config.get("Cmd") or ()), env=tuple(config.get("Env") or ()),
-        workdir=config.get("WorkingDir") or None, user=config.get("User") or None,
-    )
+def recreate_command(name: str, image: str, spec: str) -> str:
+    """The command-log line of a recreate (the CLI has no single command for it: rm, then run again)."""
+    return (f"# recreate {name}: dockyard rm -f {shlex.quote(name)}, then dockyard run -d --name {shlex.quote(name)}"
+            f" with its stored options and -p {spec} {image}")
 
 
 def run_command(image: str, options: RunOptions) -> str:
     """The `dockyard run` line equivalent to ``options`` (for the command log)."""
-    import shlex
-
     parts = ["dockyard run -d"]
     if options.name:
         parts.append(f"--name {options.name}")

@@ -11,10 +11,9 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Input, Label
 
 from engine.summaries import ContainerSummary, PortSummary
-from tui.bridge import pump
 from tui.engine_protocols import service
 from tui.messages import ContainersChanged
-from tui.recreate import recreate_options, run_command
+from tui.recreate import recreate_command
 from tui.screens.form import Field, FormScreen
 from tui.views.base import View
 from tui.widgets.table import Column, Row, VirtualTable
@@ -94,12 +93,13 @@ class PortsView(View):
         self.query_one("#ports-status", Label).update(f"{count} published port(s)")
 
     async def _probe(self) -> None:
+        probe = self.dockyard.port_probe or answers
         for container in self.containers:
             if container.state != "running":
                 continue
             for port in container.ports:
                 if port.protocol == "tcp":
-                    self.answers[port_key(container, port)] = await answers(port.host_ip, port.host_port)
+                    self.answers[port_key(container, port)] = await probe(port.host_ip, port.host_port)
         self._show_rows()
 
     def action_probe(self) -> None:
@@ -122,13 +122,12 @@ class PortsView(View):
             if container is None:
                 self.notify(f"no such container: {name}", severity="error")
                 return
-            api = self.engine.containers
-            options = recreate_options(container, await api.inspect(container.id), spec)
-            await api.remove(container.id, force=True)
-            self.command(f"dockyard rm -f {container.name}")
-            self.command(run_command(container.image, options))
-            await pump(f"run {container.image}", api.run(container.image, options), self)
-            self.notify(f"{container.name} recreated with {spec}")
+            self.notify(f"recreating {container.name} with {spec}…", timeout=3)
+            # the engine keeps every option the container was created with (volumes, labels, limits,
+            # health) and brings the old one back if the new one cannot start
+            new = await self.engine.containers.recreate(container.id, add_publish=(spec,))
+            self.command(recreate_command(container.name, container.image, spec))
+            self.notify(f"{new.name} recreated with {spec}")
             self.post_message(ContainersChanged())
 
         self.app.push_screen(FormScreen("Add a port mapping (the container is recreated)", [
