@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -59,7 +59,8 @@ class DockyardApp(App[None]):
 
     def __init__(self, engine: Any, *, read_only: bool = False, clock: Callable[[], _dt.datetime] = utc_now,
                  keymap: dict[str, str] | None = None, registries: list[str] | None = None,
-                 bootstrap: Callable[[DockyardApp], Any] | None = None, poll_interval: float = 2.0) -> None:
+                 bootstrap: Callable[[DockyardApp], Any] | None = None, poll_interval: float = 2.0,
+                 port_probe: Callable[[str, int], Awaitable[bool]] | None = None) -> None:
         super().__init__()
         self.engine = engine
         self.read_only = read_only
@@ -71,6 +72,7 @@ class DockyardApp(App[None]):
             else self.registries[0]
         self.bootstrap = bootstrap
         self.poll_interval = poll_interval  # seconds between stats samples
+        self.port_probe = port_probe  # does host:port answer? (None: a TCP connect; tests pass their own)
 
     def compose(self) -> ComposeResult:
         yield ContextBar(id="context")
