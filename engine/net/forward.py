@@ -9,6 +9,10 @@ Two steps, so a taken port fails ``run`` before the container starts::
     fwd.set_target(new_ip)                     # zero-downtime swap: new connections go to new_ip
     fwd.stop()
 
+With no target (``Forwarder(ports, None)``, or ``set_target(None)``) the forwarder still accepts, and
+resets each connection at once (UDP datagrams are dropped): a client of a port whose container is not
+there yet fails fast instead of waiting in the listen backlog until its own timeout.
+
 The bound sockets can be handed to another process (the container monitor) with
 ``ports.handoff()`` -> ``subprocess.Popen(..., pass_fds=ports.fds())`` -> ``BoundPorts.adopt(items)``.
 
@@ -303,6 +307,13 @@ class _Connection:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
+def _reset(client: socket.socket) -> None:
+    """Close with an RST: the client sees the port refuse rather than an empty answer or a hang."""
+    with contextlib.suppress(OSError):
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    client.close()
+
+
 # ---- UDP sessions ----------------------------------------------------------------------------------
 
 
@@ -321,14 +332,18 @@ class _UdpSession:
 
 
 class Forwarder:
-    """Forwards every bound port to ``target_ip:<container_port>`` until :meth:`stop`."""
+    """Forwards every bound port to ``target_ip:<container_port>`` until :meth:`stop`.
+
+    ``target_ip=None`` is the "no target" mode: connections are accepted and reset at once, datagrams
+    dropped, until :meth:`set_target` names an address.
+    """
 
     def __init__(
-        self, ports: BoundPorts, target_ip: str, *, udp_idle_timeout: float = 60.0,
+        self, ports: BoundPorts, target_ip: str | None, *, udp_idle_timeout: float = 60.0,
         connect_timeout: float = 5.0, zero_copy: bool | None = None,
     ) -> None:
         self._ports = ports
-        self._target = self._check_ip(target_ip)
+        self._target = self._check_ip(target_ip) if target_ip is not None else None
         self.udp_idle_timeout = udp_idle_timeout
         self.connect_timeout = connect_timeout
         self.zero_copy = _HAVE_SPLICE if zero_copy is None else (zero_copy and _HAVE_SPLICE)
@@ -347,7 +362,8 @@ class Forwarder:
     # -- public ---------------------------------------------------------------------------------------
 
     @property
-    def target(self) -> str:
+    def target(self) -> str | None:
+        """Where new connections go; ``None`` while there is no target (connections are refused)."""
         return self._target
 
     @property
@@ -365,9 +381,11 @@ class Forwarder:
         self._thread.start()
         return self
 
-    def set_target(self, ip: str) -> None:
-        """Send new connections (and all UDP traffic) to ``ip``; listeners stay open."""
-        checked = self._check_ip(ip)
+    def set_target(self, ip: str | None) -> None:
+        """Send new connections (and all UDP traffic) to ``ip``; listeners stay open.
+
+        ``None`` goes back to the no-target mode (new connections are reset at once)."""
+        checked = self._check_ip(ip) if ip is not None else None
         with self._lock:
             self._target = checked
             self._flush_udp = True
@@ -481,11 +499,15 @@ class Forwarder:
                 return
             except OSError:
                 return  # EMFILE and friends: try again on the next wakeup
-            client.setblocking(True)
             counters = self._counters[id(listener)]
             counters.opened()
             with self._lock:
                 target = self._target
+            if target is None:
+                counters.closed(failed=True)
+                _reset(client)
+                continue
+            client.setblocking(True)
             threading.Thread(target=self._serve_tcp, args=(client, target, mapping, counters),
                              name="dockyard-fwd-in", daemon=True).start()
 
@@ -494,9 +516,7 @@ class Forwarder:
             upstream = socket.create_connection((target, mapping.container_port), timeout=self.connect_timeout)
         except OSError:
             counters.closed(failed=True)
-            with contextlib.suppress(OSError):
-                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            client.close()  # RST: the client sees the port closed rather than an empty answer
+            _reset(client)
             return
         upstream.settimeout(None)
         for sock in (client, upstream):
@@ -528,6 +548,10 @@ class Forwarder:
             session = self._sessions.get(key)
             with self._lock:
                 target = self._target
+            if target is None:  # no target yet: nowhere to send it
+                if session is not None:
+                    self._close_session(key, session)
+                continue
             if session is not None and session.target != target:
                 self._close_session(key, session)  # retargeted: this client's next datagram goes to the new one
                 session = None
@@ -643,9 +667,9 @@ def control(path: str, request: Mapping[str, Any], timeout: float = 2.0) -> dict
 
 
 def query_stats(path: str, timeout: float = 2.0) -> tuple[str, list[PortStats]]:
-    """``(target_ip, [PortStats, ...])`` of the forwarder serving ``path``."""
+    """``(target_ip, [PortStats, ...])`` of the forwarder serving ``path`` (``""`` while it has no target)."""
     answer = control(path, {"op": "stats"}, timeout)
-    return str(answer["target"]), [PortStats.from_dict(p) for p in answer["ports"]]
+    return str(answer["target"] or ""), [PortStats.from_dict(p) for p in answer["ports"]]
 
 
 def retarget(path: str, ip: str, timeout: float = 2.0) -> None:

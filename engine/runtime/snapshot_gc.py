@@ -47,7 +47,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError, from_os_error
 from engine.oci.digest import Digest
@@ -183,20 +183,25 @@ def image_chains(store: ImageStore) -> set[str]:
     return out
 
 
-def container_chains(containers_dir: Path, store: ImageStore | None) -> set[str]:
-    """Snapshot names container records use: their lowerdirs, or their image's chains before they have any."""
-    from engine.oci.models import ImageConfig
-
-    out: set[str] = set()
+def container_records(containers_dir: Path) -> Iterator[dict[str, Any]]:
+    """Every readable container record as plain JSON (``lowerdirs``, ``image_id``, ...)."""
     if not containers_dir.is_dir():
-        return out
+        return
     for entry in os.scandir(containers_dir):
         try:
             data = json.loads(Path(entry.path, "config.json").read_bytes())
         except (OSError, ValueError):
             continue  # no record (yet): a container being created keeps its image (rule 1) and is young
-        if not isinstance(data, dict):
-            continue
+        if isinstance(data, dict):
+            yield data
+
+
+def container_chains(containers_dir: Path, store: ImageStore | None) -> set[str]:
+    """Snapshot names container records use: their lowerdirs, or their image's chains before they have any."""
+    from engine.oci.models import ImageConfig
+
+    out: set[str] = set()
+    for data in container_records(containers_dir):
         lowerdirs = data.get("lowerdirs") or []
         if isinstance(lowerdirs, list) and lowerdirs:
             out.update(os.path.basename(str(p).rstrip("/")) for p in lowerdirs)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from engine.config import EngineConfig
-from engine.errors import ImageNotFoundError, InvalidInputError, NotFoundError, from_os_error
+from engine.errors import EngineError, ImageNotFoundError, InvalidInputError, NotFoundError, from_os_error
 from engine.oci.reference import Reference
 from engine.store.layout import GcReport, ImageStore
 
 if TYPE_CHECKING:  # archives, inspect views and summaries load when a method needs them (CLI start-up)
     from engine.archive.changes import ImageChanges
+    from engine.oci.models import Descriptor
     from engine.runtime.snapshot_gc import SnapshotGcReport
     from engine.store.archives import LoadedImage
     from engine.store.layout import FsckReport, ResolvedImage
@@ -95,6 +96,44 @@ class ImageService:
         if snapshots:
             report.snapshots = await asyncio.to_thread(self._gc_snapshots, grace)
         return report
+
+    async def remove_dangling(self, image_ids: Iterable[str]) -> builtins.list[str]:
+        """Remove those of ``image_ids`` that no name refers to and no container uses; the ids removed.
+
+        Checked and removed in one index update (under the index lock), so an image a concurrent build
+        or ``tag`` names again meanwhile stays.  Its blobs go at the next :meth:`gc`."""
+        return await asyncio.to_thread(self._remove_dangling, {str(i) for i in image_ids})
+
+    def _remove_dangling(self, wanted: set[str]) -> builtins.list[str]:
+        from engine.runtime.snapshot_gc import container_records
+        from engine.store.layout import IMAGE_ID, REF_NAME
+
+        for record in container_records(self.config.containers_dir):
+            wanted.discard(str(record.get("image_id")))
+        removed: set[str] = set()
+
+        def image_id(item: Descriptor) -> str | None:
+            known = item.annotations.get(IMAGE_ID)
+            if known:
+                return known
+            try:
+                return str(self.store.load_manifest(item).config.digest)
+            except EngineError:
+                return None
+
+        def change(items: builtins.list[Descriptor]) -> builtins.list[Descriptor]:
+            removed.clear()
+            named = {item.digest for item in items if item.annotations.get(REF_NAME)}
+            doomed = {item.digest for item in items
+                      if item.digest not in named and image_id(item) in wanted}
+            for item in items:
+                if item.digest in doomed:
+                    removed.add(image_id(item) or "")
+            return [item for item in items if item.digest not in doomed]
+
+        if wanted:
+            self.store.update_index(change)
+        return sorted(removed - {""})
 
     def _gc_snapshots(self, grace: float | None) -> SnapshotGcReport:
         from engine.runtime import snapshot_gc

@@ -78,6 +78,8 @@ class WatchLoop:
         self._events: asyncio.Queue[ev.Event] = asyncio.Queue()
         self._retiring: set[asyncio.Task[None]] = set()
         self._generation = 0
+        self._built: set[str] = set()  # image ids this loop's builds produced (and not removed yet)
+        self._prune_lock = asyncio.Lock()
 
     # ---- public -----------------------------------------------------------------------------------
 
@@ -218,7 +220,9 @@ class WatchLoop:
         if not mappings:
             return
         bound = bind_all(mappings)  # PortInUseError before anything is built
-        self.forwarder = Forwarder(bound, "127.0.0.1")
+        # Serving at once, with no target: until the first container is ready (or while the first build
+        # fails) a client is refused at once instead of hanging in the listen backlog.
+        self.forwarder = Forwarder(bound, None).start()
         self._state = replace(self._state, ports=tuple(
             f"{m.host_ip}:{m.host_port}->{m.container_port}/{m.protocol}" for m in bound.mappings))
 
@@ -263,6 +267,7 @@ class WatchLoop:
             return
         build_seconds = time.monotonic() - started
         self._state = replace(self._state, image_id=image_id, manifest_digest=manifest)
+        self._built.add(image_id)  # with no await between: a prune never sees it unprotected
         if image_id == self._state.good_image_id and self._state.container is not None:
             self._status("ready", f"image unchanged, {self._state.container} keeps serving", image_id=image_id,
                          container_id=self._state.container, seconds=time.monotonic() - started)
@@ -316,7 +321,6 @@ class WatchLoop:
         old = self._state.container
         if self.forwarder is not None:
             self.forwarder.set_target(ip)
-            self.forwarder.start()  # no-op once running
         self._state = replace(self._state, container=name, container_ip=ip, good_image_id=image_id,
                               good_manifest_digest=manifest)
         self._status("ready", name, image_id=image_id, container_id=name, seconds=ready_seconds)
@@ -347,6 +351,22 @@ class WatchLoop:
             await self.engine.containers.stop(name, timeout=self._stop_timeout)
         with contextlib.suppress(EngineError):
             await self.engine.containers.remove(name, force=True)
+        await self._prune_images()
+
+    async def _prune_images(self) -> None:
+        """Each rebuild re-tags the image and leaves the one before untagged: once its container is gone,
+        remove the images this loop built that no name and no container uses any more (never the last
+        good one nor the newest), then gc their blobs (the build cache keeps its layers)."""
+        async with self._prune_lock:
+            keep = {self._state.good_image_id, self._state.image_id}
+            candidates = sorted(self._built - {i for i in keep if i})
+            if not candidates:
+                return
+            with contextlib.suppress(EngineError):
+                removed = await self.engine.images.remove_dangling(candidates)
+                self._built.difference_update(removed)
+                if removed:
+                    await self.engine.images.gc()
 
     async def _wait_ready(self, name: str, image_id: str) -> str:
         """Wait until the HEALTHCHECK passes or the first mapped TCP port accepts; returns the IP."""
