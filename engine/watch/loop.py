@@ -4,7 +4,11 @@ The host ports of a watched app are bound once, by this loop's own forwarder, an
 container is current: a swap retargets the forwarder (listeners stay open), then stops the old
 container in the background, so the mapped port keeps answering throughout. Containers run on the
 bridge network without host ports of their own. A failed build, or a new container that never gets
-ready, leaves the last good one serving.
+ready, leaves the last good one serving. Until the first container is ready the forwarder has no target
+and refuses connections at once (a client fails fast instead of hanging in the listen backlog). Each
+rebuild re-tags the image; once a swap has retired the old container, the images the loop built that no
+name and no container uses any more are removed and their blobs collected (the build cache keeps its
+layers, so going back to an earlier version is still all cache hits).
 
 Three tasks share the work: a watcher feeds a :class:`ChangeBuffer`; one worker handles batches, one
 at a time (changes during a build queue exactly one more batch); ``run()`` yields the events both
