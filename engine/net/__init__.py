@@ -18,41 +18,71 @@ The runtime's whole surface (see each module for details)::
     # monitor process: Forwarder(BoundPorts.adopt(handoff), att.ip).start().serve_control(sock)
     # rm: net.detach(cid)           gc: net.gc(live_ids)
 
-Nothing here imports pyroute2 until a namespace or bridge is actually touched (it costs ~0.1 s).
+Nothing here imports pyroute2 until a namespace or bridge is actually touched (it costs ~0.1 s), and
+the package itself imports no submodule: each name loads its module on first use.
 """
 
 from __future__ import annotations
 
-from engine.net.etcfiles import EtcFiles, NetworkMode, write_etc_files
-from engine.net.forward import (
-    BoundPorts,
-    Forwarder,
-    PortStats,
-    bind_all,
-    control,
-    query_stats,
-    retarget,
-)
-from engine.net.hosts import HostEntry
-from engine.net.ipam import DEFAULT_SUBNET, Allocation, Ipam
-from engine.net.network import (
-    DEFAULT_BRIDGE,
-    Attachment,
-    BridgeNetwork,
-    NetGcReport,
-    mappings_to_forward,
-    parse_network_mode,
-)
-from engine.net.ports import (
-    ExposedPort,
-    PortMapping,
-    Protocol,
-    parse_exposed,
-    parse_publish,
-    parse_publish_all,
-    publish_all,
-)
-from engine.net.probe import port_answers, wait_for_port
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.net.etcfiles import EtcFiles, NetworkMode, write_etc_files
+    from engine.net.forward import (
+        BoundPorts,
+        Forwarder,
+        PortStats,
+        bind_all,
+        control,
+        query_stats,
+        retarget,
+    )
+    from engine.net.hosts import HostEntry
+    from engine.net.ipam import DEFAULT_SUBNET, Allocation, Ipam
+    from engine.net.network import (
+        DEFAULT_BRIDGE,
+        Attachment,
+        BridgeNetwork,
+        NetGcReport,
+        mappings_to_forward,
+        parse_network_mode,
+    )
+    from engine.net.ports import (
+        ExposedPort,
+        PortMapping,
+        Protocol,
+        parse_exposed,
+        parse_publish,
+        parse_publish_all,
+        publish_all,
+    )
+    from engine.net.probe import port_answers, wait_for_port
+
+# name -> submodule: importing a submodule (engine.net.etcfiles for --network none) must not load
+# the forwarder, IPAM and netlink modules, so the names are resolved on first use (PEP 562).
+_HOME = {
+    **dict.fromkeys(("EtcFiles", "NetworkMode", "write_etc_files"), "etcfiles"),
+    **dict.fromkeys(("BoundPorts", "Forwarder", "PortStats", "bind_all", "control", "query_stats", "retarget"),
+                    "forward"),
+    "HostEntry": "hosts",
+    **dict.fromkeys(("DEFAULT_SUBNET", "Allocation", "Ipam"), "ipam"),
+    **dict.fromkeys(("DEFAULT_BRIDGE", "Attachment", "BridgeNetwork", "NetGcReport", "mappings_to_forward",
+                     "parse_network_mode"), "network"),
+    **dict.fromkeys(("ExposedPort", "PortMapping", "Protocol", "parse_exposed", "parse_publish",
+                     "parse_publish_all", "publish_all"), "ports"),
+    **dict.fromkeys(("port_answers", "wait_for_port"), "probe"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'engine.net' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"engine.net.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_BRIDGE",

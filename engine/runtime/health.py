@@ -24,6 +24,8 @@ LOG_ENTRIES = 5
 
 @dataclass(frozen=True, slots=True)
 class HealthConfig:
+    """A health check: command and timings (seconds)."""
+
     test: tuple[str, ...]  # the probe's argv (inside the container)
     interval: float = DEFAULT_INTERVAL
     timeout: float = DEFAULT_TIMEOUT
@@ -77,6 +79,8 @@ def effective_healthcheck(image: Mapping[str, Any] | None, flags: HealthOptions)
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
+    """One health probe: start, end, exit code and output."""
+
     start: str
     end: str
     exit_code: int

@@ -48,6 +48,8 @@ def parse_rfc3339(text: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class HealthState:
+    """A container's health: status, failing streak and the last probe results."""
+
     status: str = "starting"  # starting, healthy, unhealthy
     failing_streak: int = 0
     log: tuple[dict[str, Any], ...] = ()  # last results: {Start, End, ExitCode, Output}
@@ -55,6 +57,8 @@ class HealthState:
 
 @dataclass(frozen=True, slots=True)
 class ContainerState:
+    """What changes while a container lives: status, pids, exit, health, monitor."""
+
     status: str = "created"  # created, running, exited, dead, removing
     pid: int = 0
     exit_code: int = 0
@@ -69,6 +73,8 @@ class ContainerState:
 
 @dataclass(frozen=True, slots=True)
 class ContainerRecord:
+    """A container as created (options, image, network) plus its current state."""
+
     id: str
     name: str
     image: str  # as the user named it

@@ -22,6 +22,8 @@ KNOWN_RUNTIMES = ("runc", "crun")
 
 @dataclass(frozen=True, slots=True)
 class OciRuntime:
+    """An OCI runtime binary (runc, crun) with its state root."""
+
     name: str
     binary: str
     root: Path

@@ -24,6 +24,8 @@ _MAX_SYMLINKS = 40
 
 @dataclass(frozen=True, slots=True)
 class PasswdEntry:
+    """One /etc/passwd line."""
+
     name: str
     uid: int
     gid: int
@@ -32,6 +34,8 @@ class PasswdEntry:
 
 @dataclass(frozen=True, slots=True)
 class GroupEntry:
+    """One /etc/group line."""
+
     name: str
     gid: int
     members: tuple[str, ...]
@@ -39,6 +43,8 @@ class GroupEntry:
 
 @dataclass(frozen=True, slots=True)
 class ExecUser:
+    """The uid, gid, extra groups and home a process runs with."""
+
     uid: int
     gid: int
     additional_gids: tuple[int, ...] = ()
