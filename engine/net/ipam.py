@@ -22,7 +22,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,11 +105,18 @@ class Ipam:
 
     def allocate(
         self, container_id: str, *, name: str | None = None, hostname: str | None = None,
-        etc_dir: str | None = None,
+        etc_dir: str | None = None, extra: dict[str, Any] | None = None,
     ) -> Allocation:
-        """Give ``container_id`` an address (the same one again if it already has one)."""
+        """Give ``container_id`` an address (the same one again if it already has one).
+
+        ``extra`` (when given) replaces the allocation's extra metadata.
+        """
         with self.transaction() as state:
-            return self._allocate(state, container_id, name=name, hostname=hostname, etc_dir=etc_dir)
+            alloc = self._allocate(state, container_id, name=name, hostname=hostname, etc_dir=etc_dir)
+            if extra is not None:
+                alloc = replace(alloc, extra=dict(extra))
+                state.allocations[container_id] = alloc
+            return alloc
 
     def release(self, container_id: str) -> Allocation | None:
         """Free the container's address; returns what was freed (None when it had none)."""
@@ -230,6 +237,8 @@ class Ipam:
 
 @dataclass
 class _State:
+    """The IPAM file's content."""
+
     subnet: str
     last: int | None
     allocations: dict[str, Allocation]

@@ -9,6 +9,9 @@ Typical use by the runtime (one ``BridgeNetwork`` per process is fine; all state
     net.detach(container_id)            # on rm (idempotent)
     net.gc(live_container_ids)          # dockyard gc: leftovers of crashed containers
 
+With a pool (engine/net/pool.py) ``run`` first takes a ready attachment: ``cid = net.claim()`` picks the
+container id, and ``attach(cid, ...)`` then only writes the /etc files (no netlink, no pyroute2).
+
 Only namespaces named ``<netns_prefix><id12>`` and veths named ``<veth_prefix><id12>`` on this
 bridge are ever touched, so a second network (a test session's) never disturbs another.
 """
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import InvalidPortSpecError, NetworkSetupError
 from engine.net import bridge as _bridge
 from engine.net import netns as _netns
+from engine.net import pool as _pool
 from engine.net.etcfiles import EtcFiles, NetworkMode, write_etc_files, write_in_place
 from engine.net.hosts import HostEntry, peer_entry, render_hosts
 from engine.net.ipam import DEFAULT_SUBNET, Allocation, Ipam
@@ -110,6 +114,8 @@ class Attachment:
 
 @dataclass(frozen=True)
 class NetGcReport:
+    """What ``gc`` removed."""
+
     netns_removed: tuple[str, ...] = ()
     links_removed: tuple[str, ...] = ()
     released: tuple[str, ...] = ()  # container ids whose address was freed
@@ -125,6 +131,7 @@ class BridgeNetwork:
     def __init__(
         self, state_dir: Path, *, bridge: str = DEFAULT_BRIDGE, subnet: str = DEFAULT_SUBNET,
         netns_prefix: str = DEFAULT_NETNS_PREFIX, veth_prefix: str = DEFAULT_VETH_PREFIX,
+        pool_size: int | None = None,
     ) -> None:
         self.bridge = _bridge.check_ifname(bridge)
         if not 1 <= len(veth_prefix) <= 3:
@@ -133,11 +140,24 @@ class BridgeNetwork:
         self.netns_prefix = netns_prefix
         self.veth_prefix = veth_prefix
         self.ipam = Ipam(Path(state_dir), bridge, subnet)
+        #: ready attachments to keep (:mod:`engine.net.pool`); None: ``DOCKYARD_NET_POOL`` or the default
+        self.pool_size = _pool.default_pool_size() if pool_size is None else max(0, pool_size)
 
     @classmethod
     def from_config(cls, config: EngineConfig) -> BridgeNetwork:
         """The network named by the engine config (``net_dir``, ``bridge_name``, ``subnet``)."""
         return cls(config.net_dir, bridge=config.bridge_name, subnet=config.subnet)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able constructor arguments (for a helper process)."""
+        return {"state_dir": str(self.ipam.state_dir), "bridge": self.bridge, "subnet": self.subnet,
+                "netns_prefix": self.netns_prefix, "veth_prefix": self.veth_prefix, "pool_size": self.pool_size}
+
+    @classmethod
+    def from_description(cls, data: dict[str, Any]) -> BridgeNetwork:
+        return cls(Path(data["state_dir"]), bridge=str(data["bridge"]), subnet=str(data["subnet"]),
+                   netns_prefix=str(data["netns_prefix"]), veth_prefix=str(data["veth_prefix"]),
+                   pool_size=int(data["pool_size"]))
 
     @property
     def subnet(self) -> str:
@@ -161,6 +181,9 @@ class BridgeNetwork:
     def veth_name(self, container_id: str) -> str:
         return f"{self.veth_prefix}{self._check_id(container_id)[:12]}"
 
+    def netns_path(self, container_id: str) -> str:
+        return _netns.netns_path(self.netns_name(container_id))
+
     # -- lifecycle --------------------------------------------------------------------------------
 
     def ensure(self) -> int:
@@ -173,23 +196,28 @@ class BridgeNetwork:
     ) -> Attachment:
         """Give the container an address, a namespace ``<prefix><id12>`` with ``eth0`` on the bridge
         (default route via the gateway, ``lo`` up) and, with ``etc_dir``, its /etc files; peers'
-        /etc/hosts learn its name.  A leftover namespace/veth of the same id is replaced.  On any
+        /etc/hosts learn its name.  An id handed out by :meth:`claim` takes its ready pool entry (no
+        netlink at all).  Otherwise a leftover namespace/veth of the same id is replaced.  On any
         failure everything made so far is undone and NetworkSetupError is raised.
         """
         ns_name = self.netns_name(container_id)
         veth = self.veth_name(container_id)
         hostname = hostname or container_id[:12]
+        try:
+            adopted = self._adopt(container_id, name=name, hostname=hostname, etc_dir=etc_dir, dns=dns,
+                                  extra_hosts=extra_hosts)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.drop_entry(container_id)
+            raise
+        if adopted is not None:
+            return adopted
         bridge_index = self.ensure()
         self._remove_leftovers(ns_name, veth)
-        alloc = self.ipam.allocate(container_id, name=name, hostname=hostname,
-                                   etc_dir=str(etc_dir) if etc_dir is not None else None)
+        alloc = self._allocate(container_id, name=name, hostname=hostname,
+                               etc_dir=str(etc_dir) if etc_dir is not None else None)
         try:
-            path = _netns.create_netns(ns_name)
-            mac = _netns.mac_for(alloc.ip)
-            _netns.add_veth(veth, ns_name, bridge_index=bridge_index, mac=mac)
-            mac = _netns.configure_inside(
-                ns_name, ip=alloc.ip, prefixlen=self.ipam.prefixlen, gateway=self.gateway
-            )
+            path, mac = self.plug(container_id, alloc.ip, bridge_index)
             etc: EtcFiles | None = None
             if etc_dir is not None:
                 etc = write_etc_files(
@@ -207,6 +235,73 @@ class BridgeNetwork:
         return Attachment(container_id, self.bridge, ns_name, path, alloc.ip, self.ipam.prefixlen,
                           self.gateway, veth, mac, etc)
 
+    def plug(self, container_id: str, ip: str, bridge_index: int) -> tuple[str, str]:
+        """Netlink: the namespace, its veth on the bridge, ``ip`` and the default route inside.
+
+        Returns ``(namespace path, MAC of eth0)``.
+        """
+        ns_name = self.netns_name(container_id)
+        path = _netns.create_netns(ns_name)
+        _netns.add_veth(self.veth_name(container_id), ns_name, bridge_index=bridge_index, mac=_netns.mac_for(ip))
+        mac = _netns.configure_inside(ns_name, ip=ip, prefixlen=self.ipam.prefixlen, gateway=self.gateway)
+        return path, mac
+
+    def _allocate(self, container_id: str, *, name: str | None, hostname: str | None,
+                  etc_dir: str | None) -> Allocation:
+        try:
+            return self.ipam.allocate(container_id, name=name, hostname=hostname, etc_dir=etc_dir, extra={})
+        except NetworkSetupError:
+            if not _pool.release_ready(self):  # the pool's spare addresses go back to containers
+                raise
+            return self.ipam.allocate(container_id, name=name, hostname=hostname, etc_dir=etc_dir, extra={})
+
+    def _adopt(
+        self, container_id: str, *, name: str | None, hostname: str, etc_dir: Path | None,
+        dns: Iterable[str], extra_hosts: Iterable[HostEntry],
+    ) -> Attachment | None:
+        """Turn the claimed pool entry ``container_id`` into the container's attachment (file I/O only);
+        None when the id was not claimed from the pool (or the entry went away meanwhile)."""
+        with self.ipam.transaction() as state:
+            current = state.allocations.get(container_id)
+            if current is None or _pool.pool_state(current) != _pool.CLAIMED:
+                return None
+            alloc = Allocation(container_id, current.ip, name, hostname,
+                               str(etc_dir) if etc_dir is not None else None,
+                               {k: v for k, v in current.extra.items() if k != _pool.POOL_KEY})
+            state.allocations[container_id] = alloc
+            allocs = dict(state.allocations)
+            etc: EtcFiles | None = None
+            if etc_dir is not None:
+                etc = write_etc_files(
+                    etc_dir, hostname=hostname, mode="bridge", ip=alloc.ip, name=name,
+                    peers=self._peer_entries(container_id, allocs), dns=dns, extra_hosts=extra_hosts,
+                )
+            self._rewrite_hosts(allocs, exclude=container_id)
+        ns_name = self.netns_name(container_id)
+        return Attachment(container_id, self.bridge, ns_name, _netns.netns_path(ns_name), alloc.ip,
+                          self.ipam.prefixlen, self.gateway, self.veth_name(container_id), _netns.mac_for(alloc.ip),
+                          etc)
+
+    # -- the pool (engine/net/pool.py) -----------------------------------------------------------
+
+    def claim(self) -> tuple[str, int] | None:
+        """A ready pool entry's id for a new container (pass it to :meth:`attach`) and how many ready
+        entries are left; None when the pool is empty.  File I/O only."""
+        return _pool.claim(self)
+
+    def fill(self, size: int | None = None) -> int:
+        """Top the pool up (netlink); returns the number of entries made."""
+        return _pool.fill(self, size)
+
+    def fill_in_background(self) -> None:
+        """Top the pool up in a detached low-priority process (no-op when full); never raises."""
+        _pool.fill_in_background(self)
+
+    def drop_entry(self, container_id: str) -> None:
+        """Remove an attachment that no container's /etc/hosts lists (a pool entry): netlink + IPAM."""
+        self._remove_leftovers(self.netns_name(container_id), self.veth_name(container_id))
+        self.ipam.release(container_id)
+
     def detach(self, container_id: str) -> bool:
         """Delete the container's veth and namespace and free its address (idempotent).
 
@@ -218,13 +313,17 @@ class BridgeNetwork:
             self.refresh_hosts()
         return removed or released
 
-    def gc(self, live_container_ids: Iterable[str]) -> NetGcReport:
+    def gc(self, live_container_ids: Iterable[str], *, keep_pool: bool = True) -> NetGcReport:
         """Remove namespaces, veths and addresses of containers not in ``live_container_ids``.
 
         Call it with every container that still exists (running or not): an existing stopped
         container keeps its address.  Only this network's prefixes and bridge are considered.
+        Ready pool entries (and pending ones while their filler runs) are kept unless ``keep_pool``
+        is off; claimed entries whose container never appeared, stale and dead pending ones go.
         """
         live = set(live_container_ids)
+        if keep_pool:
+            live |= _pool.live_entries(self)
         live12 = {cid[:12] for cid in live}
         netns_removed: list[str] = []
         for ns in _netns.list_netns():
@@ -245,21 +344,26 @@ class BridgeNetwork:
         return NetGcReport(tuple(netns_removed), tuple(links_removed), tuple(released))
 
     def destroy(self) -> None:
-        """Remove every attachment of this network, its bridge and its IPAM state (tests, ``network rm``)."""
-        self.gc(())
-        _bridge.delete_bridge(self.bridge)
-        for path in (self.ipam.state_file, self.ipam.lock_file):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        """Remove every attachment of this network (pool included), its bridge and its IPAM state
+        (tests, ``network rm``).  Waits for a running pool filler, which then finds no bridge."""
+        with _pool.locked(self):
+            self.gc((), keep_pool=False)
+            _bridge.delete_bridge(self.bridge)
+            for path in (self.ipam.state_file, self.ipam.lock_file):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            _pool.remove_lock(self)
 
     # -- peers ------------------------------------------------------------------------------------
 
     def allocations(self) -> dict[str, Allocation]:
-        return self.ipam.allocations()
+        """The containers' allocations (pool entries are not containers)."""
+        return {cid: a for cid, a in self.ipam.allocations().items() if _pool.pool_state(a) is None}
 
     @staticmethod
     def _peer_entries(container_id: str, allocs: dict[str, Allocation]) -> list[HostEntry]:
-        return [peer_entry(a.ip, a.name, a.hostname, cid) for cid, a in allocs.items() if cid != container_id]
+        return [peer_entry(a.ip, a.name, a.hostname, cid) for cid, a in allocs.items()
+                if cid != container_id and _pool.pool_state(a) is None]
 
     def peers(self, container_id: str) -> list[HostEntry]:
         """/etc/hosts entries of the other containers on this network."""
@@ -268,17 +372,19 @@ class BridgeNetwork:
     def refresh_hosts(self, exclude: str | None = None) -> None:
         """Rewrite (in place) the /etc/hosts of every container on the network that has an etc_dir."""
         with self.ipam.transaction() as state:  # serialises concurrent refreshes
-            allocs = dict(state.allocations)
-            for cid, alloc in allocs.items():
-                if cid == exclude or not alloc.etc_dir:
-                    continue
-                hosts = Path(alloc.etc_dir) / "hosts"
-                if not hosts.exists():
-                    continue
-                text = render_hosts(alloc.hostname or cid[:12], alloc.ip, name=alloc.name,
-                                    peers=self._peer_entries(cid, allocs))
-                with contextlib.suppress(NetworkSetupError):
-                    write_in_place(hosts, text)
+            self._rewrite_hosts(dict(state.allocations), exclude)
+
+    def _rewrite_hosts(self, allocs: dict[str, Allocation], exclude: str | None) -> None:
+        for cid, alloc in allocs.items():
+            if cid == exclude or not alloc.etc_dir or _pool.pool_state(alloc) is not None:
+                continue
+            hosts = Path(alloc.etc_dir) / "hosts"
+            if not hosts.exists():
+                continue
+            text = render_hosts(alloc.hostname or cid[:12], alloc.ip, name=alloc.name,
+                                peers=self._peer_entries(cid, allocs))
+            with contextlib.suppress(NetworkSetupError):
+                write_in_place(hosts, text)
 
     # -- internals --------------------------------------------------------------------------------
 

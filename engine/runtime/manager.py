@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine.config import EngineConfig
 from engine.errors import (
@@ -42,6 +42,9 @@ from engine.runtime.record import (
 from engine.runtime.runc import OciRuntime, find_runtime
 from engine.runtime.status import parse_signal, status_text
 from engine.summaries import ContainerSummary, PortSummary
+
+if TYPE_CHECKING:
+    from engine.net.network import BridgeNetwork
 
 _RLIMIT_NAMES = ("NOFILE", "NPROC", "CORE", "STACK", "MEMLOCK", "AS", "CPU", "DATA", "FSIZE", "MSGQUEUE",
                  "NICE", "RSS", "RTPRIO", "RTTIME", "SIGPENDING")
@@ -97,7 +100,7 @@ class ContainerManager:
             return find_runtime(record.runtime, self.config.root / "runtime", cgroups.detect_mode())
         return runtime
 
-    def _network(self) -> Any:
+    def _network(self) -> BridgeNetwork:
         from engine.net.network import BridgeNetwork
 
         return BridgeNetwork(self.config.net_dir, bridge=self.config.bridge_name, subnet=self.config.subnet)
@@ -172,7 +175,10 @@ class ContainerManager:
         store = ImageStore(self.config.store_dir)
         resolved = store.resolve(image)
         requested_ports = self._requested_ports(options, dict(resolved.config.config))
-        return self._create(store, resolved, image, options, caller_env, requested_ports, os.urandom(32).hex())
+        container_id, pool_left = self._new_id(options)
+        record = self._create(store, resolved, image, options, caller_env, requested_ports, container_id)
+        self._after_claim(options, pool_left)
+        return record
 
     def run(self, image: str, options: RunOptions, caller_env: Mapping[str, str] | None = None, *,
             wait_attach: bool = False) -> Started:
@@ -187,8 +193,8 @@ class ContainerManager:
         resolved = store.resolve(image)
         requested_ports = self._requested_ports(options, dict(resolved.config.config))
         self.runtime  # noqa: B018 - fail on a missing runtime before anything is made
-        container_id = os.urandom(32).hex()
         bound = self._bind(requested_ports, options.name or "the container")
+        container_id, pool_left = self._new_id(options)
         try:
             launcher = MonitorLauncher(self.containers_dir / container_id, bound.fds() if bound else (),
                                        fork=_single_threaded())
@@ -199,7 +205,7 @@ class ContainerManager:
                 raise
             cdir = ContainerDir(self.containers_dir / container_id)
             try:
-                return self._launch(cdir, record, launcher, bound, wait_attach)
+                started = self._launch(cdir, record, launcher, bound, wait_attach)
             except BaseException:
                 if options.remove:
                     with contextlib.suppress(Exception):
@@ -208,6 +214,27 @@ class ContainerManager:
         finally:
             if bound is not None:
                 bound.close()
+        self._after_claim(options, pool_left)
+        return started
+
+    def _new_id(self, options: RunOptions) -> tuple[str, int | None]:
+        """A new container id and, for a bridge container, how many ready pool attachments are left.
+
+        A bridge container takes its id from a ready attachment of the network's pool when there is
+        one (engine/net/pool.py: ``attach`` then needs no netlink); ``None`` when it did not.
+        """
+        if options.network == "bridge":
+            with contextlib.suppress(NetworkSetupError):
+                claimed = self._network().claim()
+                if claimed is not None:
+                    return claimed
+        return os.urandom(32).hex(), None
+
+    def _after_claim(self, options: RunOptions, pool_left: int | None) -> None:
+        """Refill the pool in the background once this container is up, when this run drained it (or
+        found it empty: then this process has loaded pyroute2 already and the forked filler is cheap)."""
+        if options.network == "bridge" and not pool_left:
+            self._network().fill_in_background()
 
     def _create(self, store: Any, resolved: Any, image: str, options: RunOptions,
                 caller_env: Mapping[str, str] | None, requested_ports: list[dict[str, Any]],
@@ -409,6 +436,8 @@ class ContainerManager:
             "ports": bound.handoff() if bound is not None else [],
             "target_ip": (record.network.get("attachment") or {}).get("ip"),
             "health": self._health_params(record),
+            # a single-threaded caller (the CLI) keeps the network's pool of attachments warm
+            "refill_pool": _single_threaded(),
         }
         message = launcher.go(params)
         if not message.get("ok"):
@@ -504,7 +533,7 @@ class ContainerManager:
         if _monitor_alive(monitor, cdir):
             with contextlib.suppress(OSError):
                 os.kill(monitor, 9)
-        problems = teardown(runtime, cdir, record.network)
+        problems = teardown(runtime, cdir, record.network, refill="background")
         if problems:
             raise ContainerRuntimeError(f"removing {record.name}: {'; '.join(problems)}")
         return record.id

@@ -465,6 +465,9 @@ class Monitor:
         self._broadcast(frame(T_EXIT, json.dumps({"exit_code": code}).encode()))
         self._flush_clients(1.0)
         self._cleanup_after_exit()
+        self._drop_clients()
+
+    def _drop_clients(self) -> None:
         for client in list(self.clients):
             self._drop(client)
 
@@ -495,7 +498,10 @@ class Monitor:
         from engine.runtime.teardown import release_mounts, teardown
 
         if self.record.options.remove:
-            problems = teardown(self.runtime, self.cdir, self.record.network)
+            # the attached client (run --rm) returns once the container is gone from the listings;
+            # the network detach and the pool refill (for a CLI caller, see engine/net/pool.py) follow
+            problems = teardown(self.runtime, self.cdir, self.record.network, gone=self._drop_clients,
+                                refill="inline" if self.params.get("refill_pool") else None)
             if problems:
                 print("dockyard monitor: --rm left: " + "; ".join(problems), file=sys.stderr)
             return
