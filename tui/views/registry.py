@@ -121,6 +121,10 @@ class RegistryView(View):
         table = self.query_one("#registry-list", VirtualTable)
         table.set_rows([Row.make(r, [r]) for r in known])
         table.move_to(self.dockyard.active_registry)
+        if self.dockyard.active_registry in known and api is not None:
+            # A reload (after a push, a login, R) must refresh the repositories even when the cursor
+            # already sat on the active registry and so no highlight event fires.
+            self.load_repositories(self.dockyard.active_registry)
         if api is None:
             self.query_one("#repo-status", Label).update("registry service not available in this engine")
 
