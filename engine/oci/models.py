@@ -124,6 +124,19 @@ class Descriptor:
         return cls(media_type, Digest.from_bytes(data), len(data))
 
 
+def _envelope(raw: bytes, what: str, media_type: str | None, default: str,
+              allowed: frozenset[str]) -> tuple[dict[str, Any], str]:
+    """The checks a manifest and an index share: size cap, JSON object, schemaVersion 2, media type."""
+    _require(len(raw) <= MAX_MANIFEST_SIZE, what, f"larger than {MAX_MANIFEST_SIZE} bytes")
+    data = decode_json(raw, what)
+    _require(data.get("schemaVersion") == 2, what, "schemaVersion must be 2")
+    declared = data.get("mediaType")
+    _require(declared is None or isinstance(declared, str), what, "mediaType must be a string")
+    kind = declared or media_type or default
+    _require(kind in allowed, what, f"unexpected mediaType {kind!r}")
+    return data, kind
+
+
 @dataclass(frozen=True, slots=True)
 class Manifest:
     """An image manifest (OCI or Docker schema2)."""
@@ -138,16 +151,10 @@ class Manifest:
 
     @classmethod
     def parse(cls, raw: bytes, media_type: str | None = None) -> Manifest:
-        _require(len(raw) <= MAX_MANIFEST_SIZE, "manifest", f"larger than {MAX_MANIFEST_SIZE} bytes")
-        data = decode_json(raw, "manifest")
-        _require(data.get("schemaVersion") == 2, "manifest", "schemaVersion must be 2")
-        declared = data.get("mediaType")
-        _require(declared is None or isinstance(declared, str), "manifest", "mediaType must be a string")
-        kind = declared or media_type or mt.OCI_MANIFEST
-        _require(kind in mt.MANIFEST_TYPES, "manifest", f"unexpected mediaType {kind!r}")
-        _require(media_type is None or declared is None or media_type == declared or
-                 media_type not in mt.MANIFEST_TYPES, "manifest",
-                 f"mediaType {declared!r} does not match {media_type!r}")
+        data, kind = _envelope(raw, "manifest", media_type, mt.OCI_MANIFEST, mt.MANIFEST_TYPES)
+        _require(media_type is None or data.get("mediaType") is None or media_type == data.get("mediaType")
+                 or media_type not in mt.MANIFEST_TYPES, "manifest",
+                 f"mediaType {data.get('mediaType')!r} does not match {media_type!r}")
         validate_object(kind, data, strict=False, what="manifest")
         config = Descriptor.from_json(data.get("config"), "manifest config descriptor")
         layers_data = data.get("layers")
@@ -197,13 +204,7 @@ class Index:
 
     @classmethod
     def parse(cls, raw: bytes, media_type: str | None = None) -> Index:
-        _require(len(raw) <= MAX_MANIFEST_SIZE, "index", f"larger than {MAX_MANIFEST_SIZE} bytes")
-        data = decode_json(raw, "index")
-        _require(data.get("schemaVersion") == 2, "index", "schemaVersion must be 2")
-        declared = data.get("mediaType")
-        _require(declared is None or isinstance(declared, str), "index", "mediaType must be a string")
-        kind = declared or media_type or mt.OCI_INDEX
-        _require(kind in mt.INDEX_TYPES, "index", f"unexpected mediaType {kind!r}")
+        data, kind = _envelope(raw, "index", media_type, mt.OCI_INDEX, mt.INDEX_TYPES)
         validate_object(kind, data, strict=False, what="index")
         items = data.get("manifests")
         _require(isinstance(items, list), "index", "manifests must be a list")
