@@ -5,7 +5,9 @@
   (c) throughput of a 200 MB download through the mapped port
 
 Runs alternate between the tools (A B A B) so drift on a busy machine hits both; medians and ratios
-are printed.  Needs root, runc, podman and busybox-static.
+are printed, with the CPU time (user+sys) of the measured command's own process tree next to the wall
+time (detached helpers such as monitors and conmon are not in it; wall time is noisy when the machine
+is shared, CPU time much less).  Needs root, runc, podman and busybox-static.
 
     .venv/bin/python bench/run.py [--runs 10] [--size-mb 200] [--skip-podman]
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import secrets
 import shutil
 import socket
@@ -31,7 +34,8 @@ sys.path.insert(0, str(REPO))
 
 PODMAN_FLAGS = ["--runtime", "/usr/sbin/runc"]
 PODMAN_RUN_FLAGS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
-DOCKYARD = [str(Path(sys.executable).parent / "dockyard")]
+#: the CLI under test (``DOCKYARD_BENCH_CLI="python -m cli.main"`` runs a checkout's code from its directory)
+DOCKYARD = os.environ.get("DOCKYARD_BENCH_CLI", "").split() or [str(Path(sys.executable).parent / "dockyard")]
 
 
 def build_busybox(directory: Path) -> Path:
@@ -77,10 +81,22 @@ def download(port: int, path: str) -> int:
     return total
 
 
+#: CPU seconds (user+sys of waited-for children) of the last measured command
+LAST_CPU = [0.0]
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(cmd: list[str], env: dict[str, str]) -> float:
+    cpu = _children_cpu()
     start = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    LAST_CPU[0] = _children_cpu() - cpu
+    return elapsed
 
 
 class Tool:
@@ -101,10 +117,12 @@ def bench_true(tool: Tool, network: list[str]) -> float:
 def bench_http_first(tool: Tool) -> float:
     port = free_port()
     name = f"bench-{secrets.token_hex(4)}"
+    cpu = _children_cpu()
     start = time.perf_counter()
     subprocess.run(tool.run_cmd("-d", "--name", name, "-p", f"127.0.0.1:{port}:80", tool.image,
                                 "httpd", "-f", "-p", "80", "-h", "/www"),
                    env=tool.env, check=True, stdout=subprocess.DEVNULL)
+    LAST_CPU[0] = _children_cpu() - cpu
     while not http_ok(port):
         if time.perf_counter() - start > 30:
             raise RuntimeError(f"{tool.name}: httpd never answered")
@@ -155,6 +173,15 @@ def median_ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:7.1f} ms"
 
 
+CPU: dict[str, list[float]] = {}
+
+
+def with_cpu(key: str, values: list[float]) -> str:
+    """Median wall time, and the median CPU time when the case recorded one."""
+    cpu = CPU.get(key)
+    return median_ms(values) + (f"   cpu {median_ms(cpu)}" if cpu else "")
+
+
 def alternate(runs: int, cases: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
     results: dict[str, list[float]] = {k: [] for k in cases}
     for key, fn in cases.items():  # warm-up (page cache, snapshots, bridge)
@@ -163,7 +190,10 @@ def alternate(runs: int, cases: dict[str, Callable[[], float]]) -> dict[str, lis
         del key
     for _ in range(runs):
         for key, fn in cases.items():
+            LAST_CPU[0] = -1.0
             results[key].append(fn())
+            if LAST_CPU[0] >= 0:
+                CPU.setdefault(key, []).append(LAST_CPU[0])
     return results
 
 
@@ -218,20 +248,22 @@ def main() -> int:
         results = alternate(args.runs, cases)
         print("\n(a) run --rm IMAGE true")
         for key, values in results.items():
-            print(f"  {key:40s} {median_ms(values)}")
+            print(f"  {key:40s} {with_cpu(key, values)}")
         if podman is not None:
             for mode in ("bridge", "none"):
-                ours = statistics.median(results[f"dockyard run --rm true ({mode})"])
-                theirs = statistics.median(results[f"podman run --rm true ({mode})"])
-                print(f"  ratio dockyard/podman ({mode}): {ours / theirs:.2f}x  (target <= 0.7x)")
+                ours_key, theirs_key = f"dockyard run --rm true ({mode})", f"podman run --rm true ({mode})"
+                ours, theirs = statistics.median(results[ours_key]), statistics.median(results[theirs_key])
+                cpu = statistics.median(CPU[ours_key]) / statistics.median(CPU[theirs_key])
+                print(f"  ratio dockyard/podman ({mode}): {ours / theirs:.2f}x  (target <= 0.7x; cpu {cpu:.2f}x)")
 
-        http = alternate(args.runs, {t.name: (lambda t=t: bench_http_first(t)) for t in tools})  # type: ignore[misc]
-        print("\n(b) run -d -p httpd until the first HTTP response")
+        http = alternate(args.runs, {f"{t.name} -d -p": (lambda t=t: bench_http_first(t)) for t in tools})  # type: ignore[misc]
+        print("\n(b) run -d -p httpd until the first HTTP response (cpu: the run -d command)")
         for key, values in http.items():
-            print(f"  {key:40s} {median_ms(values)}")
+            print(f"  {key:40s} {with_cpu(key, values)}")
         if podman is not None:
-            ratio = statistics.median(http["dockyard"]) / statistics.median(http["podman"])
-            print(f"  ratio dockyard/podman: {ratio:.2f}x  (target <= 0.7x)")
+            ratio = statistics.median(http["dockyard -d -p"]) / statistics.median(http["podman -d -p"])
+            cpu = statistics.median(CPU["dockyard -d -p"]) / statistics.median(CPU["podman -d -p"])
+            print(f"  ratio dockyard/podman: {ratio:.2f}x  (target <= 0.7x; cpu {cpu:.2f}x)")
 
         size = args.size_mb * 1024 * 1024
         servers = {t.name: start_big_server(t, size) for t in tools}
