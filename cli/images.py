@@ -185,10 +185,10 @@ def gc(build_cache: bool, grace: float | None) -> None:
     """Remove blobs no image references, unpacked layers nothing uses, and leftovers of interrupted writes."""
     engine = get_engine()
     report = run(engine.images.gc(build_cache=build_cache, grace=grace))
-    extra = getattr(engine, "gc_extra", None)
-    if extra is not None:
-        for line in run(extra()):
-            click.echo(line)
+    net = run(engine.containers.gc_network())
+    if not net.empty:
+        click.echo(f"removed {len(net.netns_removed)} network namespaces, {len(net.links_removed)} veths "
+                   f"and {len(net.released)} addresses of containers that no longer exist")
     click.echo(f"removed {report.removed_blobs} blobs ({human_size(report.freed_bytes)}), "
                f"{report.removed_temp_files} temp files")
     snaps = report.snapshots

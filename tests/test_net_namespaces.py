@@ -127,6 +127,22 @@ def test_gc_never_touches_other_networks(net: BridgeNetwork, tmp_path: Path) -> 
         net.detach(cid)
 
 
+def test_gc_of_another_state_dir_with_the_same_prefix_leaves_our_namespaces(net: BridgeNetwork,
+                                                                             tmp_path: Path) -> None:
+    """Two dockyard roots (a user's and a test's) share the netns name prefix; neither gc may take
+    the other's namespaces: only those its IPAM knows or whose veth hangs on its own bridge."""
+    other = BridgeNetwork(tmp_path / "other-root", bridge=(net.bridge + "q")[:15], subnet="10.214.251.0/24",
+                          netns_prefix=net.netns_prefix)
+    cid = new_id()
+    att = net.attach(cid)
+    try:
+        report = other.gc([])
+        assert att.netns_name not in report.netns_removed
+        assert att.netns_name in _ip_netns_list()
+    finally:
+        net.detach(cid)
+
+
 def test_subnet_clash_is_refused(net: BridgeNetwork, tmp_path: Path) -> None:
     clash = BridgeNetwork(tmp_path, bridge=(net.bridge + "x")[:15], subnet=net.subnet)
     with pytest.raises(NetworkSetupError, match="overlaps"):

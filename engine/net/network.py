@@ -325,19 +325,24 @@ class BridgeNetwork:
         if keep_pool:
             live |= _pool.live_entries(self)
         live12 = {cid[:12] for cid in live}
+        index = _bridge.bridge_index(self.bridge)
+        ours_links = {link: master for link, master in _netns.link_names(self.veth_prefix).items()
+                      if index is not None and master == index}
+        # Only namespaces this network made: its IPAM knows them, or their veth hangs on its bridge.
+        # Another state directory's (or another bridge's) containers share the name prefix.
+        ours12 = {cid[:12] for cid in self.ipam.allocations()} | {
+            link[len(self.veth_prefix):] for link in ours_links}
         netns_removed: list[str] = []
         for ns in _netns.list_netns():
-            if ns.startswith(self.netns_prefix) and ns[len(self.netns_prefix):] not in live12:
+            id12 = ns[len(self.netns_prefix):]
+            if ns.startswith(self.netns_prefix) and id12 in ours12 and id12 not in live12:
                 with contextlib.suppress(NetworkSetupError):
                     if _netns.remove_netns(ns):
                         netns_removed.append(ns)
         links_removed: list[str] = []
-        index = _bridge.bridge_index(self.bridge)
-        if index is not None:
-            for link, master in _netns.link_names(self.veth_prefix).items():
-                dead = master == index and link[len(self.veth_prefix):] not in live12
-                if dead and _bridge.delete_link(link):
-                    links_removed.append(link)
+        for link in ours_links:
+            if link[len(self.veth_prefix):] not in live12 and _bridge.delete_link(link):
+                links_removed.append(link)
         released = [a.container_id for a in self.ipam.release_all_except(live)]
         if released:
             self.refresh_hosts()

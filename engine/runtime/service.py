@@ -251,6 +251,15 @@ class ContainerService:
 
     # ---- events ---------------------------------------------------------------------------------------------
 
+    async def gc_network(self) -> Any:
+        """Remove network namespaces, veths and addresses of containers that no longer exist (crash
+        leftovers). Every container directory counts as alive, even one still being created."""
+        def collect() -> Any:
+            live = [cdir.id for cdir in self.manager.dirs()]
+            return self.manager._network().gc(live)
+
+        return await _thread(collect)
+
     async def events(self, interval: float = 0.5) -> AsyncIterator[Event]:
         """State and health changes of every container, by polling the records (cheap: small files)."""
         from engine.events import ContainerStateChanged, HealthChanged
