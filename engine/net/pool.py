@@ -28,7 +28,6 @@ engine.net.pool '<BridgeNetwork.describe() JSON>'`` fills from a shell.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import sys
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import NetworkSetupError, os_error_message
 from engine.net.ipam import Allocation
+from engine.store.locking import try_flock
 
 if TYPE_CHECKING:
     from engine.net.network import BridgeNetwork
@@ -120,12 +120,8 @@ def locked(net: BridgeNetwork, *, wait: bool = True) -> Iterator[bool]:
     except OSError as exc:
         raise NetworkSetupError(os_error_message(exc, "cannot open the pool lock")) from exc
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        yield True
+        with try_flock(fd, wait=wait) as held:
+            yield held
     finally:
         os.close(fd)
 

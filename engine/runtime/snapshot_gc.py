@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import EngineError, from_os_error
 from engine.oci.digest import Digest
 from engine.runtime.snapshots import chain_ids
+from engine.store.locking import try_flock
 
 if TYPE_CHECKING:
     from engine.store.layout import ImageStore
@@ -139,12 +140,8 @@ def _try_exclusive(path: Path, *, create: bool) -> Iterator[bool]:
         yield True
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
+        with try_flock(fd, wait=False) as held:
+            yield held
     finally:
         os.close(fd)
 

@@ -20,6 +20,18 @@ def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+@contextlib.contextmanager
+def try_flock(fd: int, *, wait: bool = True) -> Iterator[bool]:
+    """Take an exclusive ``flock`` on an open descriptor. Yields True while held; with ``wait`` off,
+    yields False at once (holding nothing) when another process has it. The caller closes ``fd``."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        yield False
+        return
+    yield True
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
