@@ -161,6 +161,12 @@ class DockyardApp(App[None]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.help_sections()))
 
+    def action_command_palette(self) -> None:
+        from tui.screens.palette import Palette
+
+        if self.use_command_palette and not isinstance(self.screen, Palette):
+            self.push_screen(Palette(id="--command-palette"))
+
     def action_command_log(self) -> None:
         text = "\n".join(self.commands) or "# nothing yet: actions you take show their CLI equivalent here"
         self.push_screen(TextScreen("Command log (CLI equivalents)", text, language="bash"))
