@@ -118,17 +118,17 @@ class PortsView(View):
             if not values or not values["spec"].strip():
                 return
             name, spec = values["container"].strip(), values["spec"].strip()
-            container = next((c for c in self.containers if name in (c.name, c.id)), None)
-            if container is None:
-                self.notify(f"no such container: {name}", severity="error")
-                return
-            self.notify(f"recreating {container.name} with {spec}…", timeout=3)
-            # the engine keeps every option the container was created with (volumes, labels, limits,
-            # health) and brings the old one back if the new one cannot start
-            new = await self.engine.containers.recreate(container.id, add_publish=(spec,))
-            self.command(recreate_command(container.name, container.image, spec))
+            # the list on screen may be older than the container: the engine resolves names, ids and prefixes
+            target = next((c.id for c in self.containers if name in (c.name, c.id)), name)
+            self.notify(f"recreating {name} with {spec}…", timeout=3)
+            try:
+                # the engine keeps every option the container was created with (volumes, labels, limits,
+                # health) and brings the old one back if the new one cannot start
+                new = await self.engine.containers.recreate(target, add_publish=(spec,))
+            finally:
+                self.post_message(ContainersChanged())
+            self.command(recreate_command(new.name, new.image, spec))
             self.notify(f"{new.name} recreated with {spec}")
-            self.post_message(ContainersChanged())
 
         self.app.push_screen(FormScreen("Add a port mapping (the container is recreated)", [
             Field("container", "Container", current), Field("spec", "Mapping", placeholder="8081:80/tcp")],
