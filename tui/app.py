@@ -158,6 +158,12 @@ class DockyardApp(App[None]):
         grouped["App"].append(("ctrl+p", "Command palette (every action)", "app.command-palette"))
         return list(grouped.items())
 
+    async def action_quit(self) -> None:
+        """q / ctrl+q: a running watch loop is stopped first, so its container does not outlive the app."""
+        for view in self.views("watch"):
+            await view.stop_and_wait()  # type: ignore[attr-defined]
+        self.exit()
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.help_sections()))
 

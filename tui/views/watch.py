@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as _dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +112,10 @@ class WatchView(View):
                                    run=RunOptions(publish=ports, detach=True), name=context.name)
             self.loop = self.engine.watch(options)
             try:
-                await pump(f"watch {typed}", self.loop.run(), self)
+                # aclosing: when the worker is cancelled (the app quits) the loop's own cleanup still runs
+                # (forwarder closed, container removed) instead of waiting for the generator's finalizer
+                async with contextlib.aclosing(self.loop.run()) as events:
+                    await pump(f"watch {typed}", events, self)
             finally:
                 self.loop = None
 
@@ -118,6 +123,16 @@ class WatchView(View):
             Field("context", "Build context", "."), Field("tag", "Tag (default: <dir>-dev:latest)"),
             Field("ports", "Publish ports", placeholder="8080:80")], submit="Watch"),
             self.after(start, "watch"))
+
+    async def stop_and_wait(self, timeout: float = 30.0) -> None:
+        """Stop the loop and wait for its cleanup (forwarder closed, container removed): quitting the app
+        cancels workers, and a cancelled cleanup would leave the watched container running."""
+        if self.loop is None:
+            return
+        self.loop.stop()
+        watching = [w for w in self.workers if w.node is self and w.group == "watch"]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.workers.wait_for_complete(watching), timeout)
 
     def action_stop(self) -> None:
         if self.loop is not None:
