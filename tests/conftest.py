@@ -3,6 +3,7 @@ suite never touches /var/lib/dockyard, ~/.docker or a real dockyard0 bridge."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +16,23 @@ _SESSION_TAG = os.getpid() % 200
 @pytest.fixture(autouse=True)
 def isolated_dockyard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     root = tmp_path / "dockyard-root"
+    bridge, subnet = f"dyt{_SESSION_TAG}", f"10.214.{_SESSION_TAG}.0/24"
     monkeypatch.setenv("DOCKYARD_ROOT", str(root))
     monkeypatch.setenv("DOCKYARD_CONFIG", str(tmp_path / "dockyard-config.toml"))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    monkeypatch.setenv("DOCKYARD_BRIDGE", f"dyt{_SESSION_TAG}")
-    monkeypatch.setenv("DOCKYARD_SUBNET", f"10.214.{_SESSION_TAG}.0/24")
+    monkeypatch.setenv("DOCKYARD_BRIDGE", bridge)
+    monkeypatch.setenv("DOCKYARD_SUBNET", subnet)
     yield root
+    _release_network(root / "net", bridge, subnet)
+
+
+def _release_network(state_dir: Path, bridge: str, subnet: str) -> None:
+    """Each test's root has its own IPAM on the session's shared bridge: what one test leaves there
+    (spare pool attachments answer ARP for their addresses) must go before the next test's fresh IPAM
+    hands the same addresses out again."""
+    if not state_dir.is_dir() or not Path(f"/sys/class/net/{bridge}").exists():
+        return
+    from engine.net.network import BridgeNetwork
+
+    with contextlib.suppress(Exception):
+        BridgeNetwork(state_dir, bridge=bridge, subnet=subnet).destroy()
