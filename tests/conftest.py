@@ -36,3 +36,24 @@ def _release_network(state_dir: Path, bridge: str, subnet: str) -> None:
 
     with contextlib.suppress(Exception):
         BridgeNetwork(state_dir, bridge=bridge, subnet=subnet).destroy()
+
+
+# CI runs as root with every peer tool installed and ../shared beside the clone: there a skip can only
+# mean something broke (a mount that fails, a tool that vanished), so it fails the run instead of
+# hiding. The opt-in coverage-guided fuzz pass is the one skip CI expects.
+_CI_ALLOWED_SKIPS = ("coverage-guided pass is opt-in",)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if not (report.skipped and os.environ.get("CI") == "true" and os.geteuid() == 0):
+        return
+    if hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if any(allowed in reason for allowed in _CI_ALLOWED_SKIPS):
+        return
+    report.outcome = "failed"
+    report.longrepr = f"skipped in CI, where every capability is present: {reason}"
