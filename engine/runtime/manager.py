@@ -41,10 +41,10 @@ from engine.runtime.record import (
 )
 from engine.runtime.runc import OciRuntime, find_runtime
 from engine.runtime.status import parse_signal, status_text
-from engine.summaries import ContainerSummary, PortSummary
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # engine.summaries is imported where used: ``dockyard run`` does not pay for it
     from engine.net.network import BridgeNetwork
+    from engine.summaries import ContainerSummary, PortSummary
 
 _RLIMIT_NAMES = ("NOFILE", "NPROC", "CORE", "STACK", "MEMLOCK", "AS", "CPU", "DATA", "FSIZE", "MSGQUEUE",
                  "NICE", "RSS", "RTPRIO", "RTTIME", "SIGPENDING")
@@ -79,6 +79,10 @@ def _monitor_alive(pid: int, cdir: ContainerDir) -> bool:
 
 
 def _port_summaries(ports: list[dict[str, Any]]) -> tuple[PortSummary, ...]:
+    if not ports:
+        return ()
+    from engine.summaries import PortSummary
+
     return tuple(PortSummary(p["host_ip"], int(p["host_port"]), int(p["container_port"]), p.get("protocol", "tcp"))
                  for p in ports)
 
@@ -541,6 +545,8 @@ class ContainerManager:
     # ---- views ------------------------------------------------------------------------------------------------
 
     def summary(self, record: ContainerRecord) -> ContainerSummary:
+        from engine.summaries import ContainerSummary
+
         state = record.state
         now = time.time()
         since: float | None = None

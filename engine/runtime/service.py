@@ -20,11 +20,11 @@ from engine.runtime import cgroups
 from engine.runtime.manager import ContainerManager, Started
 from engine.runtime.options import RunOptions
 from engine.runtime.record import ContainerRecord
-from engine.summaries import ContainerStats, ContainerSummary, PortSummary
 
-if TYPE_CHECKING:  # imported where used: ``dockyard run`` pays for neither
+if TYPE_CHECKING:  # imported where used: ``dockyard run`` pays for none of these
     from engine.events import Event, LogLine
     from engine.runtime.attach import AttachClient
+    from engine.summaries import ContainerStats, ContainerSummary, PortSummary
 
 T = TypeVar("T")
 
@@ -178,6 +178,8 @@ class ContainerService:
 
     async def stats(self, name: str, interval: float = 0.5) -> ContainerStats:
         """One sample of cpu (over ``interval``), memory and pids."""
+        from engine.summaries import ContainerStats
+
         _, record = await _thread(self.manager.load, name)
         if record.state.status != "running":
             return ContainerStats(record.id, 0.0, 0, None, 0)
@@ -192,6 +194,8 @@ class ContainerService:
 
     async def stats_stream(self, names: Sequence[str], interval: float = 1.0) -> AsyncIterator[ContainerStats]:
         """A sample per container every ``interval`` (cpu measured over the interval)."""
+        from engine.summaries import ContainerStats
+
         records = [(await _thread(self.manager.load, n))[1] for n in names]
         previous = {r.id: cgroups.sample(r.id) for r in records}
         last = time.monotonic()
