@@ -13,6 +13,16 @@ import pytest
 _SESSION_TAG = os.getpid() % 200
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_session_bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A crashed earlier run on this machine may have left this session's bridge name behind, with
+    namespaces still holding addresses of its subnet: clear them before any test hands them out."""
+    bridge, subnet = f"dyt{_SESSION_TAG}", f"10.214.{_SESSION_TAG}.0/24"
+    _release_network(tmp_path_factory.mktemp("stale-net"), bridge, subnet, force=True)
+    yield
+    _release_network(tmp_path_factory.mktemp("final-net"), bridge, subnet, force=True)
+
+
 @pytest.fixture(autouse=True)
 def isolated_dockyard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     root = tmp_path / "dockyard-root"
@@ -26,11 +36,11 @@ def isolated_dockyard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     _release_network(root / "net", bridge, subnet)
 
 
-def _release_network(state_dir: Path, bridge: str, subnet: str) -> None:
+def _release_network(state_dir: Path, bridge: str, subnet: str, *, force: bool = False) -> None:
     """Each test's root has its own IPAM on the session's shared bridge: what one test leaves there
     (spare pool attachments answer ARP for their addresses) must go before the next test's fresh IPAM
     hands the same addresses out again."""
-    if not state_dir.is_dir() or not Path(f"/sys/class/net/{bridge}").exists():
+    if not (force or state_dir.is_dir()) or not Path(f"/sys/class/net/{bridge}").exists():
         return
     from engine.net.network import BridgeNetwork
 
