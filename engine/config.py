@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,9 +97,15 @@ class EngineConfig:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        fh = open(path, "rb")  # noqa: SIM115 - closed below; most users have no config file
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except OSError as exc:
         raise InvalidInputError(f"cannot read config file {path}: {exc}") from None
+    import tomllib  # only when there is a file: every CLI verb reads the config
+
+    with fh:
+        try:
+            return tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InvalidInputError(f"cannot read config file {path}: {exc}") from None
