@@ -53,6 +53,17 @@ NAVIGATION = ["tab", "shift+tab", "escape", "escape", "enter", "enter", "up", "d
 PRINTABLE = [c for c in string.ascii_letters + string.digits + ":/.-_@ " if c != " "] + ["space"]
 
 
+
+# CI replays a seed that once found a crash (fixed since), so a landing never depends on luck; local
+# runs explore new seeds. Either way the seed is printed and DOCKYARD_MONKEY_SEED replays it.
+CI_SEED = 2940412569
+
+
+def _seed() -> int:
+    if os.environ.get("DOCKYARD_MONKEY_SEED"):
+        return int(os.environ["DOCKYARD_MONKEY_SEED"])
+    return CI_SEED if os.environ.get("CI") == "true" else random.randrange(2**32)
+
 def monkey_keys(app: DockyardApp) -> list[str]:
     """Every default key of the app's bindings (views, tables, logs, screens), weighted like a user."""
     keys: list[str] = []
@@ -137,7 +148,7 @@ async def engine(busybox_image: str, fresh_registry: Callable[..., RunningRegist
 
 async def test_random_keys_and_resizes_never_crash(engine: Any, busybox_tar: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    seed = int(os.environ.get("DOCKYARD_MONKEY_SEED") or random.randrange(2**32))
+    seed = _seed()
     print(f"monkey seed {seed} (replay: DOCKYARD_MONKEY_SEED={seed}), {PRESSES} presses")
     rng = random.Random(seed)
     monkeypatch.chdir(tmp_path)  # "." in the build and watch forms, screenshots: all land here

@@ -43,3 +43,25 @@ async def test_palette_enter_twice(query: str, monkeypatch: pytest.MonkeyPatch) 
         await pilot.press("ctrl+p", *query, "end", "enter", "enter")
         await pilot.pause(0.2)
         assert app.is_running and app._exception is None
+
+
+async def test_a_confirmation_answered_twice_in_a_row_keeps_the_app_alive() -> None:
+    """`escape n` reached the confirmation twice before it closed: Textual's second dismiss raised
+    InvalidStateError and ended the app (monkey seed 2940412569)."""
+    from tui.screens.confirm import ConfirmScreen
+
+    answers: list[bool | None] = []
+    app = scene_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        app.push_screen(ConfirmScreen("Remove?", ["x"]), answers.append)
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ConfirmScreen)
+        screen.action_answer(False)
+        screen.action_answer(False)  # the queued second key
+        screen.action_answer(True)
+        await settle(pilot)
+        assert answers == [False]
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert app.is_running

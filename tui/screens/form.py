@@ -12,6 +12,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
+from tui.screens.once import AnswerOnce
+
 
 @dataclass(frozen=True, slots=True)
 class Field:
@@ -22,7 +24,7 @@ class Field:
     password: bool = False
 
 
-class FormScreen(ModalScreen[dict[str, str] | None]):
+class FormScreen(AnswerOnce, ModalScreen[dict[str, str] | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="form.cancel"),
         Binding("ctrl+s", "submit", "Submit", id="form.submit"),
@@ -62,7 +64,7 @@ class FormScreen(ModalScreen[dict[str, str] | None]):
             self.action_cancel()
 
     def action_submit(self) -> None:
-        self.dismiss(self.values())
+        self.answer_once(self.values())
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.answer_once(None)

@@ -11,10 +11,11 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label
 
+from tui.screens.once import AnswerOnce
 from tui.widgets.table import Column, Row, VirtualTable
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(AnswerOnce, ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "close", "Close", id="help.close")]
 
     def __init__(self, sections: Iterable[tuple[str, list[tuple[str, str, str]]]]) -> None:
@@ -38,4 +39,4 @@ class HelpScreen(ModalScreen[None]):
         table.focus()
 
     def action_close(self) -> None:
-        self.dismiss(None)
+        self.answer_once(None)

@@ -19,6 +19,7 @@ from tui.engine_protocols import ImageChangesLike
 from tui.formatting import human_size
 from tui.layerfiles import Node, tree
 from tui.screens.form import Field, FormScreen
+from tui.screens.once import AnswerOnce
 from tui.widgets.table import Column, Row, VirtualTable
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def node_label(node: Node) -> Text:
     return text
 
 
-class LayersScreen(Screen[None]):
+class LayersScreen(AnswerOnce, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="layers.back"),
         Binding("x", "export", "Export file", id="layers.export"),
@@ -139,7 +140,7 @@ class LayersScreen(Screen[None]):
         self.focus_next()
 
     def action_back(self) -> None:
-        self.dismiss(None)
+        self.answer_once(None)
 
     def action_export(self) -> None:
         widget: Tree[Node] = self.query_one("#layer-files", Tree)

@@ -11,8 +11,10 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from tui.screens.once import AnswerOnce
 
-class TextScreen(ModalScreen[None]):
+
+class TextScreen(AnswerOnce, ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "close", "Close", id="text.close")]
 
     def __init__(self, title: str, text: str, *, language: str | None = None) -> None:
@@ -39,4 +41,4 @@ class TextScreen(ModalScreen[None]):
         self.query_one("#text-body").focus()
 
     def action_close(self) -> None:
-        self.dismiss(None)
+        self.answer_once(None)
